@@ -1,0 +1,202 @@
+"""Copying new messages of one folder: adopt what is already there, append the rest.
+
+Why batches: memory is bounded by ``batch_messages``/``batch_bytes``, not by the folder;
+a message larger than the byte budget travels alone. Each batch is journalled as
+``pending`` in one transaction before the first APPEND and settled in one after the last,
+so a kill anywhere in between is settled by reconcile.py from what the destination holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mxshift import repair
+from mxshift.engine.journal import Pending
+from mxshift.engine.locate import locate
+from mxshift.engine.plan import batches, copyable_flags
+from mxshift.errors import MessageError
+from mxshift.identity import content_hash, fingerprint, fingerprint_bytes
+from mxshift.state.models import Finding, FolderPair
+from mxshift.store.base import FolderStatus, RawMessage, Store
+
+if TYPE_CHECKING:
+    from mxshift.engine.mailbox_pass import MailboxPass, PassResult
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A source message not yet on the destination, as identified by the scan."""
+
+    uid: int
+    size: int = 0
+    fingerprint: str = ""
+    strong: bool = True
+    subject: str = ""
+
+
+def appendlimit(capabilities: frozenset[str]) -> int | None:
+    for cap in capabilities:
+        m = re.fullmatch(r"APPENDLIMIT=(\d+)", cap, re.I)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+class FolderCopier:
+    def __init__(self, owner: "MailboxPass", src: Store, dst: Store, pair: FolderPair,
+                 status: FolderStatus, result: "PassResult") -> None:
+        self.owner = owner
+        self.journal = owner.journal
+        self.hooks = owner.hooks
+        self.settings = owner.settings
+        self.src, self.dst, self.pair, self.result = src, dst, pair, result
+        self.next_uid = status.uidnext
+        self.dest_messages = status.messages
+        self.permanent = status.permanent_flags
+        self.dropped: dict[str, int] = defaultdict(int)
+        limits = [x for x in (self.settings.max_message_size, appendlimit(dst.capabilities))
+                  if x]
+        self.size_limit = min(limits) if limits else None
+
+    def copy(self, messages: list[NewMessage], *, adopt: bool) -> None:
+        pool = self._adoption_pool() if adopt and self.dest_messages else None
+        by_uid = {m.uid: m for m in messages}
+        for batch in batches([(m.uid, m.size) for m in messages],
+                             self.settings.batch_messages, self.settings.batch_bytes):
+            self._batch([by_uid[u] for u in batch], pool)
+        for keyword, count in sorted(self.dropped.items()):
+            self.journal.finding(self._finding(
+                "flag_dropped", None, None, None,
+                f"the destination does not accept the keyword {keyword!r} (PERMANENTFLAGS); "
+                f"it was not set on {count} message(s)"))
+
+    # -- adoption -------------------------------------------------------------------
+    def _adoption_pool(self) -> dict[str, list[tuple[int, frozenset[str]]]]:
+        """Fingerprints of destination messages we do not map yet (lost state, old tool)."""
+        mapped = self.journal.mapped_dest_uids(self.pair.id)
+        uids = [u for u in self.dst.uids_from(1) if u not in mapped]
+        pool: dict[str, list[tuple[int, frozenset[str]]]] = defaultdict(list)
+        for i in range(0, len(uids), 1000):
+            for meta in self.dst.fetch_meta(uids[i:i + 1000]):
+                pool[fingerprint(meta.headers, meta.size).value].append((meta.uid, meta.flags))
+        return pool
+
+    def _confirm_weak(self, options: list[tuple[int, frozenset[str]]],
+                      chash: str) -> tuple[int, frozenset[str]] | None:
+        """Without a Message-ID, headers and size are not enough: compare the bytes."""
+        for option in options:
+            for raw in self.dst.fetch_raw([option[0]]):
+                if content_hash(raw.raw) == chash:
+                    options.remove(option)
+                    return option
+        return None
+
+    # -- one batch ------------------------------------------------------------------
+    def _batch(self, msgs: list[NewMessage],
+               pool: dict[str, list[tuple[int, frozenset[str]]]] | None) -> None:
+        fetch: list[NewMessage] = []
+        adopted: list[tuple[Pending, int, frozenset[str]]] = []
+        for m in msgs:
+            if self.size_limit and m.size > self.size_limit:
+                self._skip(m.uid, m.fingerprint, m.size, m.subject,
+                           f"message of {m.size} bytes exceeds the limit of {self.size_limit} "
+                           "bytes (max_message_size or the destination's APPENDLIMIT)",
+                           existing=False)
+                continue
+            if pool is not None and m.strong and pool.get(m.fingerprint):
+                uid, flags = pool[m.fingerprint].pop(0)
+                adopted.append((Pending(m.uid, m.fingerprint, True, "", m.size, flags),
+                                uid, flags))
+                continue
+            fetch.append(m)
+        self.journal.adopt(self.pair.id, adopted)
+        self.result.adopted += len(adopted)
+        subjects = {m.uid: m.subject for m in fetch}
+        raws: dict[int, RawMessage] = {}
+        pending: list[Pending] = []
+        for raw in self.src.fetch_raw([m.uid for m in fetch]):
+            fp = fingerprint_bytes(raw.raw)
+            chash = content_hash(raw.raw)
+            kept, dropped = copyable_flags(raw.flags, self.permanent)
+            for keyword in dropped:
+                self.dropped[keyword] += 1
+            if pool is not None and not fp.strong and pool.get(fp.value):
+                match = self._confirm_weak(pool[fp.value], chash)
+                if match:
+                    self.journal.adopt(self.pair.id, [(Pending(raw.uid, fp.value, False, chash,
+                                                               len(raw.raw), match[1]),
+                                                       match[0], match[1])])
+                    self.result.adopted += 1
+                    continue
+            pending.append(Pending(raw.uid, fp.value, fp.strong, chash, len(raw.raw), kept))
+            raws[raw.uid] = raw
+        if not pending:
+            self.owner.progress.advance(self.result.mailbox, len(msgs), 0)
+            return
+        floor = self.next_uid
+        self.journal.record_pending(self.pair.id, pending, floor)
+        landed: dict[int, int | None] = {}
+        final_fp: dict[int, str] = {}
+        sent_bytes = 0
+        for p in pending:
+            raw = raws.pop(p.source_uid)
+            outcome = self._append(p, raw, subjects.get(p.source_uid, ""))
+            if outcome is None:
+                continue
+            landed[p.source_uid], final_fp[p.source_uid], size = outcome
+            sent_bytes += size
+        unknown = [(uid, final_fp[uid]) for uid, d in landed.items() if d is None]
+        if unknown:
+            found = locate(self.dst, floor, self.journal.mapped_dest_uids(self.pair.id), unknown)
+            landed.update(found)  # type: ignore[arg-type]
+        self.journal.settle_copied(self.pair.id, landed)
+        known_uids = [d for d in landed.values() if d is not None]
+        if known_uids:
+            self.next_uid = max(self.next_uid, max(known_uids) + 1)
+        self.result.copied += len(landed)
+        self.result.bytes_copied += sent_bytes
+        self.owner.progress.advance(self.result.mailbox, len(msgs), sent_bytes)
+
+    def _append(self, p: Pending, raw: RawMessage,
+                subject: str) -> tuple[int | None, str, int] | None:
+        """APPEND, repairing minimally if refused; None when skipped (finding recorded)."""
+        try:
+            uid = self.dst.append(self.pair.destination_name, raw.raw, p.flags, raw.internaldate)
+            self.hooks.checkpoint("append")
+            return uid, p.fingerprint, len(raw.raw)
+        except MessageError as exc:
+            refusal = str(exc)
+        for fixed, note in repair.candidates(raw.raw):
+            fp = fingerprint_bytes(fixed)
+            self.journal.update_pending(self.pair.id, p.source_uid, fp.value, fp.strong,
+                                        content_hash(fixed), len(fixed), note)
+            try:
+                uid = self.dst.append(self.pair.destination_name, fixed, p.flags,
+                                      raw.internaldate)
+            except MessageError:
+                continue
+            self.hooks.checkpoint("append repaired")
+            self.journal.finding(self._finding(
+                "repaired", p.source_uid, subject, len(raw.raw),
+                f"the destination refused the original ({refusal}); copied with a repair: "
+                f"{note}. This copy differs from the source."))
+            return uid, fp.value, len(fixed)
+        self._skip(p.source_uid, p.fingerprint, p.size, subject,
+                   f"the destination refused the message: {refusal}", existing=True)
+        return None
+
+    def _skip(self, uid: int, fp: str, size: int, subject: str, reason: str, *,
+              existing: bool) -> None:
+        self.journal.mark_skipped(self.pair.id, uid, fingerprint=fp, size=size,
+                                  finding=self._finding("skipped", uid, subject, size, reason),
+                                  existing=existing)
+        self.result.skipped += 1
+
+    def _finding(self, kind: str, uid: int | None, subject: str | None, size: int | None,
+                 reason: str) -> Finding:
+        return Finding(mailbox_id=self.journal.mailbox_id, pass_id=self.owner.pass_id,
+                       kind=kind, folder=self.pair.display_name or self.pair.source_name,
+                       source_uid=uid, subject=subject, size=size, reason=reason)

@@ -1,0 +1,405 @@
+"""One pass over one mailbox: the order of operations that keeps every promise.
+
+    1. log in to both sides (a bad login fails this mailbox, not the night)
+    2. map folders (pure), create what the destination lacks, record folder pairs
+    3. reconcile journal rows an interrupted pass left passing (see reconcile.py)
+    4. scan every source folder: UIDs and flags; identity of the new messages
+    5. plan moves across folders: a message that vanished from one folder and appeared in
+       another is moved on the destination, never copied twice
+    6. per folder: execute moves, adopt copies already there, append new messages in
+       bounded batches, apply flag changes, then deletions (under the ceiling)
+    7. record counters and the pass result
+
+Before cutover the source is authoritative for the messages we copied: their flags,
+deletions and moves follow it. Messages we did not put on the destination are never
+touched. Every write to the destination is journalled first (journal.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from typing import Callable, Protocol
+
+from sqlalchemy import select, update
+
+from mxshift.engine.copier import FolderCopier, NewMessage
+from mxshift.engine.journal import Hooks, Journal
+from mxshift.engine.locate import locate
+from mxshift.engine.plan import Candidate, deletion_blocked, plan_folder, plan_moves
+from mxshift.engine.reconcile import reconcile
+from mxshift.engine.settings import PassSettings
+from mxshift.errors import EndpointError, FolderError, MailboxError, SyncError
+from mxshift.identity import fingerprint, identity_fields
+from mxshift.mapping import map_folders
+from mxshift.state.db import StateDB
+from mxshift.state.models import Finding, FolderPair, Mailbox, Pass, utcnow
+from mxshift.store.base import Store
+
+
+class Progress(Protocol):
+    def start(self, mailbox: str, messages: int, size: int) -> None: ...
+
+    def advance(self, mailbox: str, messages: int, size: int) -> None: ...
+
+    def finish(self, mailbox: str, result: "PassResult") -> None: ...
+
+
+class NoProgress:
+    def start(self, mailbox: str, messages: int, size: int) -> None: ...
+
+    def advance(self, mailbox: str, messages: int, size: int) -> None: ...
+
+    def finish(self, mailbox: str, result: "PassResult") -> None: ...
+
+
+@dataclass
+class PassResult:
+    mailbox: str
+    kind: str
+    status: str = "running"   # ok | partial | failed
+    copied: int = 0
+    bytes_copied: int = 0
+    adopted: int = 0
+    flags_updated: int = 0
+    moved: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FolderScan:
+    pair: FolderPair
+    source_flags: dict[int, frozenset[str]]
+    new: dict[int, NewMessage]
+    vanished: list[int]
+    uidvalidity: int
+    uidnext: int
+
+
+def subject_of(headers: bytes) -> str:
+    raw = identity_fields(headers).get(b"subject", b"")
+    try:
+        return str(make_header(decode_header(raw.decode("utf-8", "replace"))))[:200]
+    except Exception:
+        return raw.decode("utf-8", "replace")[:200]
+
+
+class MailboxPass:
+    def __init__(self, db: StateDB, mailbox_id: int, *, source: Callable[[], Store],
+                 destination: Callable[[], Store], settings: PassSettings,
+                 hooks: Hooks | None = None, progress: Progress | None = None) -> None:
+        self.db = db
+        self.mailbox_id = mailbox_id
+        self.open_source = source
+        self.open_destination = destination
+        self.settings = settings
+        self.hooks = hooks or Hooks()
+        self.progress = progress or NoProgress()
+        self.journal = Journal(db, mailbox_id, self.hooks)
+
+    # -- the pass -------------------------------------------------------------------
+    def run(self) -> PassResult:
+        started = time.monotonic()
+        with self.db.session() as s:
+            mb = s.get(Mailbox, self.mailbox_id)
+            assert mb is not None, f"no mailbox {self.mailbox_id}"
+            label = mb.source_user
+            has_passed = s.scalar(select(Pass.id).where(Pass.mailbox_id == mb.id,
+                                                        Pass.status != "failed").limit(1))
+        result = PassResult(mailbox=label, kind="delta" if has_passed else "prestage")
+        with self.journal.tx("journal pass start") as s:
+            run = Pass(mailbox_id=self.mailbox_id, kind=result.kind)
+            s.add(run)
+            s.flush()
+            self.pass_id = run.id
+            s.execute(update(Mailbox).where(Mailbox.id == self.mailbox_id)
+                      .values(status="running"))
+        src = dst = None
+        try:
+            src = self.open_source()
+            dst = self.open_destination()
+            self._run(src, dst, result)
+            result.status = "ok"
+        except (MailboxError, EndpointError) as exc:
+            result.status, result.error = "failed", str(exc)
+        except SyncError as exc:
+            result.status, result.error = "failed", str(exc)
+        finally:
+            for store in (src, dst):
+                if store is not None:
+                    store.close()
+        result.seconds = time.monotonic() - started
+        self._finish(result)
+        self.progress.finish(label, result)
+        return result
+
+    def _run(self, src: Store, dst: Store, result: PassResult) -> None:
+        pairs = self._map_folders(src, dst, result)
+        reconcile(self.journal, dst, pairs)
+        pairs = self._load_pairs()  # reconcile may have reset a folder's map
+        scans: dict[int, FolderScan] = {}
+        for pair in sorted(pairs.values(), key=lambda p: p.id):
+            if not pair.selectable:
+                continue
+            try:
+                scans[pair.id] = self._scan(src, pair)
+            except FolderError as exc:
+                self._folder_error(pair, exc, result)
+        self._identify_new(src, scans)
+        moves = self._plan_moves(scans)
+        self.progress.start(result.mailbox, sum(len(s.new) for s in scans.values()),
+                            sum(m.size for s in scans.values() for m in s.new.values()))
+        self._execute_moves(dst, scans, moves, pairs, result)
+        for pair_id, scan in sorted(scans.items()):
+            try:
+                self._apply(src, dst, scan, result)
+            except FolderError as exc:
+                self._folder_error(scan.pair, exc, result)
+
+    # -- step 2: folders ------------------------------------------------------------
+    def _map_folders(self, src: Store, dst: Store, result: PassResult) -> dict[int, FolderPair]:
+        src_ns, dst_ns = src.namespace(), dst.namespace()
+        dst_folders = dst.list_folders()
+        mapping = map_folders(src.list_folders(), src_ns, dst_folders, dst_ns,
+                              self.settings.rules)
+        existing = {f.name for f in dst_folders}
+        with self.db.session() as s:
+            known = {p.source_name: p for p in s.scalars(
+                select(FolderPair).where(FolderPair.mailbox_id == self.mailbox_id))}
+        listed = set()
+        for m in mapping.mappings:
+            listed.add(m.source)
+            pair = known.get(m.source)
+            dest_name = pair.destination_name if pair else m.destination
+            if dest_name not in existing and dest_name.upper() != "INBOX":
+                dst.create_folder(dest_name)
+                self.hooks.checkpoint("create folder")
+                existing.add(dest_name)
+            if pair is None:
+                with self.journal.tx("journal new folder pair") as s:
+                    s.add(FolderPair(mailbox_id=self.mailbox_id, source_name=m.source,
+                                     destination_name=dest_name, role=m.role,
+                                     selectable=m.selectable, display_name="/".join(m.logical),
+                                     present=True))
+                    for note in m.notes:
+                        s.add(Finding(mailbox_id=self.mailbox_id, pass_id=self.pass_id,
+                                      kind="folder_note", folder=m.source, reason=note))
+            elif not pair.present or pair.selectable != m.selectable:
+                with self.journal.tx("journal folder back") as s:
+                    s.execute(update(FolderPair).where(FolderPair.id == pair.id)
+                              .values(present=True, selectable=m.selectable))
+        gone = [p.id for name, p in known.items() if name not in listed and p.present]
+        if gone:
+            with self.journal.tx("journal folders gone") as s:
+                s.execute(update(FolderPair).where(FolderPair.id.in_(gone))
+                          .values(present=False))
+        for text in mapping.collisions:
+            result.notes.append(text)
+        return self._load_pairs()
+
+    def _load_pairs(self) -> dict[int, FolderPair]:
+        with self.db.session() as s:
+            return {p.id: p for p in s.scalars(
+                select(FolderPair).where(FolderPair.mailbox_id == self.mailbox_id))}
+
+    # -- step 4: scan ---------------------------------------------------------------
+    def _scan(self, src: Store, pair: FolderPair) -> FolderScan:
+        if not pair.present:
+            known = self.journal.known(pair.id)
+            delta = plan_folder({}, known)
+            return FolderScan(pair, {}, {}, delta.vanished, pair.source_uidvalidity or 0,
+                              pair.source_uidnext or 0)
+        st = src.select(pair.source_name, readonly=True)
+        if pair.source_uidvalidity is None:
+            with self.journal.tx("journal source uidvalidity") as s:
+                s.execute(update(FolderPair).where(FolderPair.id == pair.id)
+                          .values(source_uidvalidity=st.uidvalidity))
+        elif pair.source_uidvalidity != st.uidvalidity:
+            # UIDs of the source folder mean something else now: forget the map; the
+            # copies on the destination are recognised again by fingerprint (adoption).
+            self.journal.event("warning", f"{pair.source_name}: source UIDVALIDITY changed "
+                                          f"({pair.source_uidvalidity} -> {st.uidvalidity}); "
+                                          "re-matching by fingerprint")
+            self.journal.reset_pair(pair.id, source_uidvalidity=st.uidvalidity)
+        flags = src.uid_flags()
+        delta = plan_folder(flags, self.journal.known(pair.id))
+        if delta.forget:
+            self.journal.forget(pair.id, delta.forget)
+        new = {uid: NewMessage(uid=uid) for uid in delta.new}
+        return FolderScan(pair, flags, new, delta.vanished, st.uidvalidity, st.uidnext)
+
+    def _identify_new(self, src: Store, scans: dict[int, FolderScan]) -> None:
+        """Sizes and fingerprints of new messages: for batching, moves and adoption."""
+        for scan in scans.values():
+            if not scan.new:
+                continue
+            src.select(scan.pair.source_name, readonly=True)
+            uids = sorted(scan.new)
+            for i in range(0, len(uids), 1000):
+                for meta in src.fetch_meta(uids[i:i + 1000]):
+                    fp = fingerprint(meta.headers, meta.size)
+                    scan.new[meta.uid] = NewMessage(uid=meta.uid, size=meta.size,
+                                                    fingerprint=fp.value, strong=fp.strong,
+                                                    subject=subject_of(meta.headers))
+            for uid in [u for u, m in scan.new.items() if not m.fingerprint]:
+                del scan.new[uid]  # expunged between the scan and now
+
+    # -- step 5/6: moves ------------------------------------------------------------
+    def _plan_moves(self, scans: dict[int, FolderScan]) -> list[tuple[Candidate, Candidate]]:
+        vanished: list[Candidate] = []
+        for scan in scans.values():
+            if scan.vanished:
+                known = self.journal.known(scan.pair.id)
+                vanished += [Candidate(scan.pair.id, u, known[u].fingerprint)
+                             for u in scan.vanished]
+        if not vanished:
+            return []
+        new = [Candidate(s.pair.id, m.uid, m.fingerprint) for s in scans.values()
+               for m in s.new.values()]
+        return plan_moves(vanished, new)
+
+    def _execute_moves(self, dst: Store, scans: dict[int, FolderScan],
+                       moves: list[tuple[Candidate, Candidate]], pairs: dict[int, FolderPair],
+                       result: PassResult) -> None:
+        groups: dict[tuple[int, int], list[tuple[Candidate, Candidate]]] = defaultdict(list)
+        for old, new in moves:
+            groups[(old.pair_id, new.pair_id)].append((old, new))
+        for (a, b), items in sorted(groups.items()):
+            for old, new in items:  # settled or not, neither side is new/vanished any more
+                scans[a].vanished.remove(old.source_uid)
+                scans[b].new.pop(new.source_uid, None)
+            if a == b:
+                for old, new in items:
+                    self.journal.rekey(a, old.source_uid, new.source_uid)
+                continue
+            rows = self.journal.rows(a, [o.source_uid for o, _ in items])
+            target_name = pairs[b].destination_name
+            floor = dst.status(target_name).uidnext
+            dst.select(pairs[a].destination_name, readonly=False)
+            todo = [(rows[o.source_uid], n) for o, n in items
+                    if rows[o.source_uid].destination_uid is not None]
+            for row, n in todo:
+                self.journal.record_move(row.id, b, n.source_uid, floor)
+            uid_map = dst.move([r.destination_uid for r, _ in todo], target_name)  # type: ignore[misc]
+            self.hooks.checkpoint("move")
+            if uid_map is None:
+                dst.select(target_name, readonly=False)
+                found = locate(dst, floor, self.journal.mapped_dest_uids(b),
+                               [(r.id, r.fingerprint) for r, _ in todo])
+                uid_map = {r.destination_uid: found[r.id] for r, _ in todo if r.id in found}
+            for row, n in todo:
+                self.journal.settle_move(row.id, b, n.source_uid,
+                                         uid_map.get(row.destination_uid))  # type: ignore[arg-type]
+            result.moved += len(todo)
+
+    # -- step 6: per folder ---------------------------------------------------------
+    def _apply(self, src: Store, dst: Store, scan: FolderScan, result: PassResult) -> None:
+        pair = scan.pair
+        st = dst.select(pair.destination_name, readonly=False)
+        if pair.destination_uidvalidity is None:
+            with self.journal.tx("journal destination uidvalidity") as s:
+                s.execute(update(FolderPair).where(FolderPair.id == pair.id)
+                          .values(destination_uidvalidity=st.uidvalidity))
+        elif pair.destination_uidvalidity != st.uidvalidity:
+            self.journal.event("warning", f"{pair.destination_name}: destination UIDVALIDITY "
+                                          "changed; re-matching copies by fingerprint")
+            self.journal.reset_pair(pair.id, destination_uidvalidity=st.uidvalidity)
+            scan.vanished = []
+            scan.new = {u: NewMessage(uid=u) for u in scan.source_flags}
+            self._identify_new(src, {pair.id: scan})
+        known = self.journal.known(pair.id)
+        copier = FolderCopier(self, src, dst, pair, st, result)
+        if scan.new:
+            if pair.present:
+                src.select(pair.source_name, readonly=True)
+            copier.copy(sorted(scan.new.values(), key=lambda m: m.uid), adopt=not known)
+        if pair.present:
+            self._apply_flags(dst, pair, scan, st.permanent_flags, result)
+        if scan.vanished:
+            self._delete(dst, pair, scan.vanished, len(known), result)
+        with self.journal.tx("journal folder synced") as s:
+            s.execute(update(FolderPair).where(FolderPair.id == pair.id).values(
+                source_uidnext=scan.uidnext, source_messages=len(scan.source_flags),
+                last_synced_at=utcnow(), sync_mode="full-scan"))
+
+    def _apply_flags(self, dst: Store, pair: FolderPair, scan: FolderScan,
+                     permanent: frozenset[str] | None, result: PassResult) -> None:
+        known = self.journal.known(pair.id)
+        delta = plan_folder(scan.source_flags, known, permanent)
+        groups: dict[tuple[frozenset[str], frozenset[str]], list] = defaultdict(list)
+        for ch in delta.flag_changes:
+            groups[(ch.add, ch.remove)].append(ch)
+        for (add, remove), changes in groups.items():
+            uids = [c.source_uid for c in changes]
+            intent = "+" + " ".join(sorted(add)) + "|-" + " ".join(sorted(remove))
+            self.journal.record_flag_intent(pair.id, uids, intent)
+            dest_uids = [c.destination_uid for c in changes]
+            if add:
+                dst.add_flags(dest_uids, add)
+                self.hooks.checkpoint("store +flags")
+            if remove:
+                dst.remove_flags(dest_uids, remove)
+                self.hooks.checkpoint("store -flags")
+            want = {c.source_uid: (known[c.source_uid].flags | add) - remove for c in changes}
+            self.journal.settle_flags(pair.id, want)
+            result.flags_updated += len(changes)
+
+    def _delete(self, dst: Store, pair: FolderPair, vanished: list[int], known: int,
+                result: PassResult) -> None:
+        s = self.settings
+        if not s.allow_mass_delete and deletion_blocked(len(vanished), known,
+                                                        s.deletion_ceiling, s.deletion_floor):
+            reason = (f"{len(vanished)} of {known} messages ({len(vanished) * 100 // max(known, 1)}%)"
+                      f" vanished from the source folder; deletion ceiling is "
+                      f"{s.deletion_ceiling:.0%}: nothing deleted. Re-run with "
+                      "--allow-mass-delete if this is intended")
+            self.journal.finding(Finding(mailbox_id=self.mailbox_id, pass_id=self.pass_id,
+                                         kind="mass_delete_blocked", folder=pair.source_name,
+                                         reason=reason))
+            result.notes.append(f"{pair.display_name or pair.source_name}: {reason}")
+            result.errors += 1
+            return
+        rows = self.journal.rows(pair.id, vanished)
+        self.journal.record_deleting(pair.id, vanished)
+        dest_uids = sorted(r.destination_uid for r in rows.values()
+                           if r.destination_uid is not None)
+        dst.expunge(dest_uids)
+        self.hooks.checkpoint("expunge")
+        self.journal.forget_ids([r.id for r in rows.values()], "journal settle deletions")
+        result.deleted += len(rows)
+
+    # -- bookkeeping ----------------------------------------------------------------
+    def _folder_error(self, pair: FolderPair, exc: SyncError, result: PassResult) -> None:
+        result.errors += 1
+        result.notes.append(f"{pair.source_name}: {exc}")
+        self.journal.finding(Finding(mailbox_id=self.mailbox_id, pass_id=self.pass_id,
+                                     kind="folder_error", folder=pair.source_name,
+                                     reason=str(exc)))
+
+    def _finish(self, result: PassResult) -> None:
+        if result.status == "ok" and result.errors:
+            result.status = "partial"
+        mailbox_status = {"ok": "synced", "partial": "partial", "failed": "failed"}[result.status]
+        with self.db.session() as s, s.begin():
+            s.execute(update(Pass).where(Pass.id == self.pass_id).values(
+                status=result.status, finished_at=utcnow(), copied=result.copied,
+                bytes_copied=result.bytes_copied, adopted=result.adopted,
+                flags_updated=result.flags_updated, moved=result.moved,
+                deleted=result.deleted, skipped=result.skipped, errors=result.errors,
+                seconds=result.seconds, error=result.error))
+            mb = s.get(Mailbox, self.mailbox_id)
+            assert mb is not None
+            mb.status = mailbox_status
+            mb.last_pass_at = utcnow()
+            mb.last_error = result.error
+            mb.messages_copied = (mb.messages_copied or 0) + result.copied
+            mb.bytes_copied = (mb.bytes_copied or 0) + result.bytes_copied
+            mb.messages_skipped = (mb.messages_skipped or 0) + result.skipped
+            mb.messages_failed = (mb.messages_failed or 0) + result.errors

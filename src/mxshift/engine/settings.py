@@ -1,0 +1,18 @@
+"""What a pass is allowed to do, gathered from the project file and the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mxshift.mapping import MappingRules
+
+
+@dataclass(frozen=True)
+class PassSettings:
+    rules: MappingRules = field(default_factory=MappingRules)
+    max_message_size: int | None = None
+    deletion_ceiling: float = 0.10
+    deletion_floor: int = 10
+    batch_messages: int = 200
+    batch_bytes: int = 32 * 1024 * 1024
+    allow_mass_delete: bool = False

@@ -1,0 +1,126 @@
+"""The Store protocol: what the engine needs from a mail server, and nothing more.
+
+Why a protocol: the engine never speaks IMAP (as mbsync's engine never does). It calls these
+operations, each with a stated contract, so the engine's decisions can be read and tested
+apart from the protocol's quirks, and other back-ends (a Graph API store, say) can follow.
+
+Contracts that hold for every method:
+- UIDs are ints; flags are ``str`` in IMAP syntax (``"\\Seen"``, ``"$Forwarded"``) and
+  never include ``\\Recent``; dates are timezone-aware ``datetime``.
+- Methods that act on "the selected folder" require a prior :meth:`Store.select`.
+- A UID the server no longer has is silently absent from results (never an error).
+- Failures raise the graded errors of :mod:`mxshift.errors`; a message the server refuses
+  raises :class:`~mxshift.errors.MessageError` carrying the server's own text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Iterator, Protocol
+
+from mxshift.mapping import Namespace, RemoteFolder
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    """What SELECT/STATUS tell about a folder; enough to decide whether anything changed."""
+
+    uidvalidity: int
+    uidnext: int
+    messages: int
+    highestmodseq: int | None = None
+    permanent_flags: frozenset[str] | None = None  # only from SELECT; None = unknown
+
+
+@dataclass(frozen=True)
+class MessageMeta:
+    """Cheap facts about a message: enough to fingerprint it without its body."""
+
+    uid: int
+    size: int
+    flags: frozenset[str]
+    internaldate: datetime
+    headers: bytes  # the Message-ID, Date, From, Subject header lines as the server sent them
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    uid: int
+    raw: bytes
+    flags: frozenset[str]
+    internaldate: datetime
+
+
+@dataclass(frozen=True)
+class QuotaInfo:
+    root: str
+    used_bytes: int | None
+    limit_bytes: int | None
+
+
+class Store(Protocol):
+    """One logged-in connection to one account on one server."""
+
+    capabilities: frozenset[str]
+
+    def namespace(self) -> Namespace:
+        """The personal namespace (prefix, separator)."""
+        ...
+
+    def list_folders(self) -> list[RemoteFolder]:
+        """Every folder of the account with its LIST flags (incl. special-use)."""
+        ...
+
+    def create_folder(self, name: str) -> None:
+        """Create ``name`` (raw wire name); succeeds if it already exists."""
+        ...
+
+    def status(self, folder: str) -> FolderStatus:
+        """STATUS without selecting; ``permanent_flags`` is None."""
+        ...
+
+    def select(self, folder: str, *, readonly: bool) -> FolderStatus:
+        """Select ``folder``; source folders are always selected read-only."""
+        ...
+
+    def uid_flags(self) -> dict[int, frozenset[str]]:
+        """UID -> flags of every message in the selected folder."""
+        ...
+
+    def fetch_meta(self, uids: Iterable[int]) -> list[MessageMeta]:
+        """Size, flags, INTERNALDATE and identity headers of ``uids``; unknown UIDs are absent."""
+        ...
+
+    def fetch_raw(self, uids: Iterable[int]) -> Iterator[RawMessage]:
+        """Full bytes of ``uids`` without setting \\Seen; one server round trip per call."""
+        ...
+
+    def uids_from(self, first_uid: int) -> list[int]:
+        """UIDs >= ``first_uid`` in the selected folder (ascending)."""
+        ...
+
+    def append(self, folder: str, raw: bytes, flags: Iterable[str],
+               internaldate: datetime) -> int | None:
+        """Append a message; returns its UID when the server says (APPENDUID), else None."""
+        ...
+
+    def add_flags(self, uids: Iterable[int], flags: Iterable[str]) -> None: ...
+
+    def remove_flags(self, uids: Iterable[int], flags: Iterable[str]) -> None: ...
+
+    def move(self, uids: list[int], folder: str) -> dict[int, int] | None:
+        """Move from the selected folder; returns old->new UIDs when the server says (COPYUID)."""
+        ...
+
+    def expunge(self, uids: list[int]) -> None:
+        """Mark ``uids`` \\Deleted and expunge exactly them, never other \\Deleted messages."""
+        ...
+
+    def quota(self) -> QuotaInfo | None:
+        """Storage quota of INBOX's quota root, or None when the server has no QUOTA."""
+        ...
+
+    def close(self) -> None:
+        """Log out; tolerate a dead connection."""
+        ...

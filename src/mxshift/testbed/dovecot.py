@@ -1,0 +1,520 @@
+"""Start and stop real, throwaway Dovecot IMAP servers on loopback.
+
+Used by the pytest fixtures, the README demo and the benchmarks: every test talks to a
+real server, so this module hides the handful of facts needed to run one unprivileged
+instance per directory (see ``/work/shared/notes/dovecot-testbed.md``):
+
+* one standalone config file per instance, started as ``dovecot -c FILE`` with its
+  standard streams redirected to the log (otherwise the daemon keeps the caller's pipes);
+* mail processes run as the system user ``vmail`` (Dovecot refuses root), so the homes
+  and the directories above them must be traversable by that user;
+* passwords live in plain ``passwd-file`` databases, one file per user: Dovecot re-reads
+  a changed passwd-file at most once a second, but a new per-user file at once, so
+  users added while the server runs can log in immediately.
+
+Layout of ``base_dir``::
+
+    dovecot.conf  dovecot.log  users/<user>  master-users  ca.pem server.pem server.key
+    home/<user>/Maildir        run/ (Dovecot's own base_dir)  state/
+
+``start_dovecot`` returns only once the server greets *and* a probe user can log in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imapclient import IMAPClient
+
+__all__ = [
+    "DovecotConfig",
+    "DovecotServer",
+    "DovecotStartError",
+    "start_dovecot",
+    "free_port",
+    "ensure_mail_user",
+]
+
+MAIL_USER = "vmail"
+PROBE_USER = "mxshift-probe"
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+SPECIAL_USE = (("Drafts", r"\Drafts"), ("Sent", r"\Sent"), ("Trash", r"\Trash"),
+               ("Junk", r"\Junk"), ("Archive", r"\Archive"))
+# Unix socket paths are limited to 107 bytes; Dovecot's longest socket name is ~26.
+_MAX_RUN_DIR_LEN = 70
+
+
+class DovecotStartError(RuntimeError):
+    """The server did not come up; the message carries the tail of its log."""
+
+
+@dataclass(frozen=True)
+class DovecotConfig:
+    """What kind of server to start. The defaults are a modern, fully featured Dovecot."""
+
+    namespace_prefix: str = ""          # "INBOX." for a Maildir++/Courier-style server
+    separator: str = "/"                # "." for Maildir++ style
+    capabilities: str | None = None     # full post-login imap_capability override
+    tls: str | None = None              # None | "tls" (implicit TLS) | "starttls"
+    master_users: bool = False          # master passdb, separator "*"
+    quota_bytes: int | None = None      # maildir quota (storage rule) + imap_quota
+    max_message_size: int | None = None  # quota_max_mail_size: larger APPENDs get NO
+    special_use: bool = True            # Drafts/Sent/Trash/Junk/Archive flagged (not auto-created)
+    fsync: bool = True                  # False -> mail_fsync = never (benchmarks)
+    max_userip_connections: int = 100
+
+    def __post_init__(self) -> None:
+        if self.tls not in (None, "tls", "starttls"):
+            raise ValueError(f"tls must be None, 'tls' or 'starttls', not {self.tls!r}")
+        if len(self.separator) != 1:
+            raise ValueError("separator must be one character")
+
+
+@dataclass
+class DovecotServer:
+    """A running Dovecot instance. ``stop()`` it (it is idempotent)."""
+
+    name: str
+    host: str
+    port: int
+    base_dir: Path
+    config: DovecotConfig
+    ca_file: Path | None = None
+    master_user: tuple[str, str] | None = None
+    pid: int | None = field(default=None, repr=False)
+    _run_dir_tmp: Path | None = field(default=None, repr=False)
+    _users: dict[str, str] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _counter: itertools.count = field(default_factory=lambda: itertools.count(1), repr=False)
+
+    # -- paths ------------------------------------------------------------------------
+    @property
+    def conf_file(self) -> Path:
+        return self.base_dir / "dovecot.conf"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base_dir / "dovecot.log"
+
+    @property
+    def users_dir(self) -> Path:
+        """One passwd-file per user (``users/<name>``): Dovecot re-reads a changed
+        passwd-file at most once per second, but opens a new per-user file at once."""
+        return self.base_dir / "users"
+
+    def home(self, user: str) -> Path:
+        return self.base_dir / "home" / user
+
+    def maildir(self, user: str) -> Path:
+        return self.home(user) / "Maildir"
+
+    # -- users ------------------------------------------------------------------------
+    def add_user(self, user: str, password: str) -> None:
+        """Add a user; it can log in immediately."""
+        _check_user_name(user)
+        _check_passwd_field(password)
+        with self._lock:
+            if user in self._users:
+                raise ValueError(f"user {user!r} already exists on {self.name}")
+            _write_passwd(self.users_dir / user, user, password)
+            self._users[user] = password
+
+    def new_user(self, prefix: str = "u") -> tuple[str, str]:
+        """Create a fresh, unique user and return ``(user, password)``."""
+        with self._lock:
+            while True:
+                user = f"{prefix}{next(self._counter)}"
+                if user not in self._users:
+                    break
+        password = secrets.token_urlsafe(12)
+        self.add_user(user, password)
+        return user, password
+
+    def password(self, user: str) -> str:
+        return self._users[user]
+
+    # -- clients ----------------------------------------------------------------------
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts this server's throwaway CA."""
+        return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+
+    def client(self, *, ssl_context: ssl.SSLContext | None = None,
+               timeout: float = 30.0) -> IMAPClient:
+        """A connected, not yet authenticated client (TLS or STARTTLS done as configured)."""
+        tls = self.config.tls
+        if tls is not None and ssl_context is None:
+            ssl_context = self.ssl_context()
+        client = IMAPClient(self.host, port=self.port, ssl=(tls == "tls"),
+                            ssl_context=ssl_context, timeout=timeout)
+        if tls == "starttls":
+            try:
+                client.starttls(ssl_context)
+            except BaseException:
+                client.shutdown()
+                raise
+        return client
+
+    def connect(self, user: str, password: str | None = None, **kwargs) -> IMAPClient:
+        """A logged-in client; ``password`` defaults to the one this object created."""
+        if password is None:
+            password = self._users[user]
+        client = self.client(**kwargs)
+        try:
+            client.login(user, password)
+        except BaseException:
+            client.shutdown()
+            raise
+        return client
+
+    # -- introspection ------------------------------------------------------------------
+    def doveadm(self, *args: str) -> str:
+        """Run ``doveadm -c CONF ARGS`` and return its stdout."""
+        proc = subprocess.run(["doveadm", "-c", str(self.conf_file), *args],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=30, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"doveadm {' '.join(args)} failed ({proc.returncode}): "
+                               f"{proc.stderr.strip()}")
+        return proc.stdout
+
+    def connection_count(self, user: str | None = None) -> int:
+        """Logged-in IMAP connections right now (all users, or one), from ``doveadm who``."""
+        count = 0
+        for line in self.doveadm("who", "-1").splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 2 and fields[1] == "imap" and (user is None or fields[0] == user):
+                count += 1
+        return count
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None and _alive(self.pid)
+
+    # -- lifecycle --------------------------------------------------------------------
+    def stop(self) -> None:
+        """SIGTERM the master process and wait until it is gone. Safe to call twice."""
+        pid, self.pid = self.pid, None
+        if pid is not None and _alive(pid) and _is_dovecot(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if _alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self._run_dir_tmp is not None:
+            shutil.rmtree(self._run_dir_tmp, ignore_errors=True)
+            self._run_dir_tmp = None
+
+    def __enter__(self) -> DovecotServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------------------------------
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def ensure_mail_user() -> tuple[int, int]:
+    """uid/gid that mail processes run as: system user ``vmail`` (created if root)."""
+    if os.geteuid() != 0:
+        return os.getuid(), os.getgid()
+    try:
+        pw = pwd.getpwnam(MAIL_USER)
+    except KeyError:
+        subprocess.run(["useradd", "-r", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin",
+                        MAIL_USER], stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        pw = pwd.getpwnam(MAIL_USER)  # KeyError here means useradd really failed
+    return pw.pw_uid, pw.pw_gid
+
+
+def start_dovecot(base_dir: Path, *, name: str, port: int | None = None,
+                  config: DovecotConfig = DovecotConfig(),
+                  host: str = "127.0.0.1") -> DovecotServer:
+    """Write a config under ``base_dir``, start Dovecot, wait until a login works."""
+    if shutil.which("dovecot") is None:
+        raise DovecotStartError("dovecot not found: run scripts/install-system-deps")
+    base_dir = Path(base_dir).absolute()
+    base_dir.mkdir(parents=True, exist_ok=True)
+    uid, gid = ensure_mail_user()
+    root = os.geteuid() == 0
+    port = port or free_port(host)
+
+    # Dovecot's runtime dir holds unix sockets: keep its path short.
+    run_dir_tmp = None
+    run_dir = base_dir / "run"
+    if len(str(run_dir)) > _MAX_RUN_DIR_LEN:
+        run_dir = run_dir_tmp = Path(tempfile.mkdtemp(prefix=f"mxdc-{name[:8]}-"))
+    state_dir = base_dir / "state"
+    home_dir = base_dir / "home"
+    for d in (state_dir, home_dir):
+        d.mkdir(exist_ok=True)
+    if root:
+        os.chown(home_dir, uid, gid)
+        _grant_traverse(base_dir)
+    os.chmod(home_dir, 0o700)
+
+    server = DovecotServer(name=name, host=host, port=port, base_dir=base_dir, config=config,
+                           _run_dir_tmp=run_dir_tmp)
+    auth_group = "dovecot" if root else None
+    server.users_dir.mkdir(exist_ok=True)
+    os.chmod(server.users_dir, 0o750)
+    if root:
+        shutil.chown(server.users_dir, group="dovecot")
+    master_file = base_dir / "master-users"
+    if config.master_users:
+        server.master_user = ("mxadmin", secrets.token_urlsafe(12))
+        _write_passwd(master_file, *server.master_user)
+    if config.tls:
+        server.ca_file = _make_certs(base_dir, host)
+
+    server.conf_file.write_text(_render_config(server, run_dir=run_dir, state_dir=state_dir,
+                                               master_file=master_file, uid=uid, gid=gid))
+    os.chmod(server.conf_file, 0o600)
+    probe_password = secrets.token_urlsafe(12)
+    server.add_user(PROBE_USER, probe_password)
+
+    with open(server.log_file, "ab") as log:
+        proc = subprocess.run(["dovecot", "-c", str(server.conf_file)],
+                              stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False)
+    if proc.returncode != 0:
+        server.stop()
+        raise DovecotStartError(f"dovecot {name} exited with {proc.returncode}:\n"
+                                f"{server.log_tail()}")
+    try:
+        server.pid = _read_pid(run_dir / "master.pid")
+        _wait_ready(server, PROBE_USER, probe_password)
+    except BaseException as exc:
+        server.stop()
+        if isinstance(exc, DovecotStartError):
+            raise
+        raise DovecotStartError(f"dovecot {name} on {host}:{port} did not become ready: "
+                                f"{exc!r}\n{server.log_tail()}") from exc
+    return server
+
+
+# -- internals -------------------------------------------------------------------------
+def _render_config(server: DovecotServer, *, run_dir: Path, state_dir: Path,
+                   master_file: Path, uid: int, gid: int) -> str:
+    c = server.config
+    root = os.geteuid() == 0
+    layout = ":LAYOUT=fs" if c.separator != "." else ""  # Maildir++ keeps "." natively
+    lines = [
+        f"# mxshift testbed instance {server.name!r} (generated, throwaway)",
+        f"instance_name = mxshift-{server.name}-{server.port}",
+        f"base_dir = {run_dir}",
+        f"state_dir = {state_dir}",
+        f"log_path = {server.log_file}",
+        "protocols = imap",
+        f"listen = {server.host}",
+        "disable_plaintext_auth = no",
+        "auth_mechanisms = plain login",
+        "auth_verbose = yes",
+        f"first_valid_uid = {uid}",
+        f"last_valid_uid = {uid}",
+        f"first_valid_gid = {gid}",
+        f"last_valid_gid = {gid}",
+        f"mail_location = maildir:~/Maildir{layout}",
+        f"mail_fsync = {'optimized' if c.fsync else 'never'}",
+        f"mail_max_userip_connections = {c.max_userip_connections}",
+        "login_greeting = mxshift testbed ready.",
+    ]
+    if not root:  # unprivileged Dovecot: everything runs as the caller
+        me = pwd.getpwuid(os.getuid()).pw_name
+        lines += [f"default_internal_user = {me}", f"default_login_user = {me}"]
+    if c.capabilities is not None:
+        lines.append(f"imap_capability = {c.capabilities}")
+
+    if c.tls:
+        lines += ["ssl = yes", f"ssl_cert = <{server.base_dir / 'server.pem'}",
+                  f"ssl_key = <{server.base_dir / 'server.key'}",
+                  "ssl_min_protocol = TLSv1.2"]
+    else:
+        lines.append("ssl = no")
+    imap_port, imaps_port = (0, server.port) if c.tls == "tls" else (server.port, 0)
+    lines += [
+        "service imap-login {",
+        f"  inet_listener imap {{\n    address = {server.host}\n    port = {imap_port}\n  }}",
+        f"  inet_listener imaps {{\n    address = {server.host}\n    port = {imaps_port}\n  }}",
+        "}",
+    ]
+
+    lines += ["namespace inbox {", "  inbox = yes", f"  separator = {c.separator}",
+              f"  prefix = {c.namespace_prefix}"]
+    if c.special_use:
+        for mailbox, flag in SPECIAL_USE:
+            lines.append(f'  mailbox "{mailbox}" {{\n    special_use = {flag}\n    auto = no\n  }}')
+    lines.append("}")
+
+    passwd_args = "scheme=PLAIN username_format=%u"
+    if c.master_users:
+        lines += ["auth_master_user_separator = *",
+                  "passdb {", "  driver = passwd-file", f"  args = {passwd_args} {master_file}",
+                  "  master = yes", "  result_success = continue", "}"]
+    lines += ["passdb {", "  driver = passwd-file",
+              f"  args = {passwd_args} {server.users_dir}/%u", "}",
+              "userdb {", "  driver = static",
+              f"  args = uid={uid} gid={gid} home={server.base_dir / 'home'}/%u allow_all_users=yes",
+              "}"]
+
+    if c.quota_bytes is not None or c.max_message_size is not None:
+        lines += ["mail_plugins = $mail_plugins quota",
+                  "protocol imap {", "  mail_plugins = $mail_plugins imap_quota", "}",
+                  "plugin {", "  quota = maildir:User quota",
+                  f"  quota_rule = *:storage={c.quota_bytes or 0}B"]
+        if c.max_message_size is not None:
+            lines.append(f"  quota_max_mail_size = {c.max_message_size}B")
+        lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _make_certs(base_dir: Path, host: str) -> Path:
+    try:
+        import trustme
+    except ImportError as exc:  # test-only dependency
+        raise DovecotStartError("TLS testbed needs trustme: pip install -e '.[test]'") from exc
+    ca = trustme.CA()
+    cert = ca.issue_cert(host, "localhost")
+    ca_file = base_dir / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.private_key_pem.write_to_path(str(base_dir / "server.key"))
+    os.chmod(base_dir / "server.key", 0o600)
+    with open(base_dir / "server.pem", "wb") as f:
+        for blob in cert.cert_chain_pems:
+            f.write(blob.bytes())
+    return ca_file
+
+
+def _wait_ready(server: DovecotServer, user: str, password: str) -> None:
+    """Until the server greets and ``user`` can log in (and the master is alive)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        if not server.running:
+            raise DovecotStartError(f"dovecot {server.name} died during start:\n"
+                                    f"{server.log_tail()}")
+        try:
+            client = server.connect(user, password, timeout=5)
+        except (OSError, ssl.SSLError) as exc:  # not listening yet / greeting not sent
+            last = exc
+            time.sleep(0.02)
+            continue
+        # any other error (bad login, TLS verification) is a real failure: let it out
+        try:
+            client.noop()
+        finally:
+            client.logout()
+        return
+    raise DovecotStartError(f"dovecot {server.name} not ready after {START_TIMEOUT}s "
+                            f"({last!r}):\n{server.log_tail()}")
+
+
+def _read_pid(path: Path) -> int:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            text = path.read_text().strip()
+            if text:
+                return int(text)
+        except FileNotFoundError:
+            pass
+        if time.monotonic() > deadline:
+            raise DovecotStartError(f"{path} never appeared")
+        time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie (our PID 1 may not reap daemons)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _is_dovecot(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip() == "dovecot"
+    except OSError:
+        return True  # no /proc: trust the pid we recorded ourselves
+
+
+def _grant_traverse(path: Path) -> None:
+    """Let ``vmail`` and ``dovecot`` reach ``path``: add o+x (search only, no listing)
+    on it and on each ancestor we own that lacks it (e.g. pytest's 0700 temp dirs)."""
+    for d in [path, *path.parents]:
+        st = d.stat()
+        if st.st_mode & stat.S_IXOTH:
+            continue
+        if st.st_uid != os.geteuid():
+            raise DovecotStartError(f"{d} is not traversable by the mail user; "
+                                    "choose a base_dir elsewhere")
+        os.chmod(d, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+
+
+def _write_passwd(path: Path, user: str, password: str) -> None:
+    """Write a one-line passwd-file atomically, readable by group ``dovecot`` (auth)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(f"{user}:{{PLAIN}}{password}::::::\n")
+    os.chmod(tmp, 0o640)
+    if os.geteuid() == 0:
+        shutil.chown(tmp, group="dovecot")
+    os.replace(tmp, path)
+
+
+_USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@+-")
+
+
+def _check_user_name(user: str) -> None:
+    # the name becomes a file name (users/<name>) and a home directory
+    if not user or user.startswith(".") or not set(user) <= _USER_CHARS:
+        raise ValueError(f"testbed user names use [A-Za-z0-9._@+-], not {user!r}")
+
+
+def _check_passwd_field(value: str) -> None:
+    if not value or any(ch in value for ch in ":\n\r\0"):
+        raise ValueError(f"not usable in a passwd-file: {value!r}")
+
