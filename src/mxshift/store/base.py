@@ -31,6 +31,7 @@ class FolderStatus:
     messages: int
     highestmodseq: int | None = None
     permanent_flags: frozenset[str] | None = None  # only from SELECT; None = unknown
+    size: int | None = None  # bytes, from STATUS when the server has STATUS=SIZE
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,8 @@ class ImapStore:
         items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
         if "CONDSTORE" in self.capabilities:
             items.append("HIGHESTMODSEQ")
+        if "STATUS=SIZE" in self.capabilities:
+            items.append("SIZE")
         try:
             st = self._c.folder_status(folder, items)
         except IMAPClientError as exc:
@@ -172,7 +174,8 @@ class ImapStore:
         return FolderStatus(uidvalidity=int(st[b"UIDVALIDITY"]), uidnext=int(st[b"UIDNEXT"]),
                             messages=int(st[b"MESSAGES"]),
                             highestmodseq=int(st[b"HIGHESTMODSEQ"])
-                            if b"HIGHESTMODSEQ" in st else None)
+                            if b"HIGHESTMODSEQ" in st else None,
+                            size=int(st[b"SIZE"]) if b"SIZE" in st else None)
 
     def select(self, folder: str, *, readonly: bool) -> FolderStatus:
         try:

@@ -22,6 +22,7 @@ Layout of ``base_dir``::
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import pwd
@@ -47,6 +48,7 @@ __all__ = [
     "start_dovecot",
     "free_port",
     "ensure_mail_user",
+    "stop_servers",
 ]
 
 MAIL_USER = "vmail"
@@ -85,7 +87,7 @@ class DovecotConfig:
             raise ValueError("separator must be one character")
 
 
-@dataclass
+@dataclass(eq=False)
 class DovecotServer:
     """A running Dovecot instance. ``stop()`` it (it is idempotent)."""
 
@@ -214,21 +216,23 @@ class DovecotServer:
 
     # -- lifecycle --------------------------------------------------------------------
     def stop(self) -> None:
-        """SIGTERM the master process and wait until it is gone. Safe to call twice."""
+        """SIGTERM the master process and wait until it is gone. Safe to call twice.
+
+        Takes about a second: Dovecot's master waits for its log process."""
+        stop_servers(self)
+
+    def _signal_stop(self) -> int | None:
         pid, self.pid = self.pid, None
-        if pid is not None and _alive(pid) and _is_dovecot(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + STOP_TIMEOUT
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if _alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        _RUNNING.pop(id(self), None)
+        if pid is None or not _alive(pid) or not _is_dovecot(pid):
+            return None
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def _cleanup(self) -> None:
         if self._run_dir_tmp is not None:
             shutil.rmtree(self._run_dir_tmp, ignore_errors=True)
             self._run_dir_tmp = None
@@ -241,6 +245,31 @@ class DovecotServer:
 
 
 # ---------------------------------------------------------------------------------------
+_RUNNING: dict[int, DovecotServer] = {}  # started by this process and not yet stopped
+
+
+def stop_servers(*servers: DovecotServer) -> None:
+    """Stop several servers at once (SIGTERM all, then wait): ~1 s in total, not each."""
+    pids = [(server, server._signal_stop()) for server in servers]
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for server, pid in pids:
+        if pid is not None:
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if _alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        server._cleanup()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    # safety net for scripts that forget stop(); pytest fixtures stop explicitly
+    stop_servers(*list(_RUNNING.values()))
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -316,6 +345,7 @@ def start_dovecot(base_dir: Path, *, name: str, port: int | None = None,
                                 f"{server.log_tail()}")
     try:
         server.pid = _read_pid(run_dir / "master.pid")
+        _RUNNING[id(server)] = server
         _wait_ready(server, PROBE_USER, probe_password)
     except BaseException as exc:
         server.stop()

@@ -1,0 +1,66 @@
+"""The command line: thin commands that parse, call one library function and print.
+
+Domain errors (MxshiftError) become one line on stderr and exit status 1; no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from mxshift import __version__
+from mxshift.errors import MxshiftError
+
+app = typer.Typer(help="mxshift: move mailboxes between IMAP servers, nothing lost, nothing "
+                       "duplicated.", no_args_is_help=True, add_completion=False)
+mailboxes_app = typer.Typer(help="Manage the project's mailbox pairs.", no_args_is_help=True)
+app.add_typer(mailboxes_app, name="mailboxes")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class State:
+    directory: Path = Path(".")
+    quiet: bool = False
+
+
+state = State()
+
+
+@app.callback()
+def main_options(
+    directory: Path = typer.Option(Path("."), "-C", "--directory",
+                                   help="Project directory (default: current)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars; for scripts."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    """Global options."""
+    if version:
+        out.print(f"mxshift {__version__}")
+        raise typer.Exit()
+    state.directory = directory
+    state.quiet = quiet
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+# Importing registers the commands on ``app``.
+from mxshift.cli import commands  # noqa: E402,F401
+
+
+def main() -> None:
+    try:
+        app()
+    except MxshiftError as exc:  # a last net: commands catch their own
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,159 @@
+"""The commands of issue #2: init, mailboxes import, preflight, sync, status."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.table import Table
+
+from mxshift import preflight as preflight_mod
+from mxshift import project as project_mod
+from mxshift import status as status_mod
+from mxshift import sync as sync_mod
+from mxshift.cli import app, err, fail, mailboxes_app, out, state
+from mxshift.cli.progress import RichProgress
+from mxshift.errors import MxshiftError
+from mxshift.project import OpenProject
+
+
+@contextmanager
+def opened() -> Iterator[OpenProject]:
+    try:
+        proj = project_mod.open_project(state.directory)
+    except MxshiftError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail() exits
+    try:
+        yield proj
+    except MxshiftError as exc:
+        fail(str(exc))
+    finally:
+        proj.close()
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@app.command()
+def init(force: bool = typer.Option(False, help="Overwrite existing files.")) -> None:
+    """Write mxshift.toml and mailboxes.csv templates into the project directory."""
+    try:
+        written = project_mod.init(state.directory, force=force)
+    except MxshiftError as exc:
+        fail(str(exc))
+    for path in written:
+        out.print(f"wrote {path}")
+
+
+@mailboxes_app.command("import")
+def mailboxes_import(csv_file: Path = typer.Argument(..., help="CSV with source_user, "
+                                                     "source_password, destination_user, "
+                                                     "destination_password.")) -> None:
+    """Validate a CSV of mailbox pairs and add or update them in the project."""
+    try:
+        res = project_mod.import_mailboxes(state.directory, csv_file)
+    except MxshiftError as exc:
+        fail(str(exc))
+    out.print(f"{res.added} added, {res.updated} updated, {res.unchanged} unchanged")
+
+
+@app.command()
+def preflight(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only this user."),
+              as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
+              ) -> None:
+    """Log in on both sides and report, per mailbox, what would block the migration."""
+    with opened() as proj:
+        results = preflight_mod.preflight(proj, mailbox)
+    if as_json:
+        out.print_json(json.dumps([_preflight_json(r) for r in results]))
+    else:
+        t = Table(title="preflight")
+        for col in ("mailbox", "ready", "folders", "messages", "size", "dest quota",
+                    "capabilities (dest)", "blockers / warnings"):
+            t.add_column(col)
+        for r in results:
+            q = r.destination.quota
+            t.add_row(f"{r.source_user} -> {r.destination_user}",
+                      "[green]yes" if r.ready else "[red]NO", str(r.source.folders),
+                      str(r.source.messages), _size(r.source.size),
+                      f"{_size(q.used_bytes)} / {_size(q.limit_bytes)}" if q else "-",
+                      " ".join(r.destination.capabilities),
+                      "\n".join(r.blockers + [f"warning: {w}" for w in r.warnings]))
+        out.print(t)
+    if any(not r.ready for r in results):
+        raise typer.Exit(2)
+
+
+def _preflight_json(r: preflight_mod.PreflightResult) -> dict[str, object]:
+    def side(s: preflight_mod.SideReport) -> dict[str, object]:
+        return {"ok": s.ok, "error": s.error, "folders": s.folders, "messages": s.messages,
+                "size": s.size, "capabilities": s.capabilities,
+                "quota": {"used": s.quota.used_bytes, "limit": s.quota.limit_bytes}
+                if s.quota else None}
+    return {"source_user": r.source_user, "destination_user": r.destination_user,
+            "ready": r.ready, "blockers": r.blockers, "warnings": r.warnings,
+            "source": side(r.source), "destination": side(r.destination)}
+
+
+@app.command()
+def sync(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only this user."),
+         allow_mass_delete: bool = typer.Option(
+             False, "--allow-mass-delete",
+             help="Apply deletions even above the deletion ceiling.")) -> None:
+    """Copy: a full prestage on the first run, a delta afterwards."""
+    with opened() as proj:
+        if state.quiet:
+            results = sync_mod.sync(proj, only=mailbox, allow_mass_delete=allow_mass_delete)
+        else:
+            with RichProgress(out) as progress:
+                results = sync_mod.sync(proj, only=mailbox, allow_mass_delete=allow_mass_delete,
+                                        progress=progress)
+    bad = 0
+    for r in results:
+        line = (f"{r.mailbox}: {r.kind} {r.status}: {r.copied} copied ({_size(r.bytes_copied)}),"
+                f" {r.adopted} adopted, {r.moved} moved, {r.flags_updated} flag updates, "
+                f"{r.deleted} deleted, {r.skipped} skipped, {r.errors} errors "
+                f"in {r.seconds:.1f}s")
+        if r.status != "ok":
+            bad += 1
+        if r.error:
+            line += f": {r.error}"
+        (err if r.status == "failed" else out).print(line, markup=False, highlight=False)
+        for note in r.notes:
+            out.print(f"  {note}", markup=False, highlight=False)
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only this user."),
+           as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
+           ) -> None:
+    """Per mailbox: state, last pass, counts copied/skipped/failed."""
+    with opened() as proj:
+        rows = status_mod.status(proj, mailbox)
+    if as_json:
+        out.print_json(json.dumps([r.as_json() for r in rows]))
+        return
+    t = Table(title="mailboxes")
+    for col in ("source", "destination", "state", "last pass", "when", "on destination",
+                "copied", "bytes", "skipped", "failed", "last error"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r.source_user, r.destination_user, r.status,
+                  f"{r.last_pass_kind} {r.last_pass}" if r.last_pass else "-",
+                  r.last_pass_at.strftime("%Y-%m-%d %H:%M") if r.last_pass_at else "-",
+                  str(r.messages_on_destination), str(r.copied), _size(r.bytes_copied),
+                  str(r.skipped), str(r.failed), r.last_error or "")
+    out.print(t)

@@ -1,0 +1,722 @@
+"""The project file ``mxshift.toml`` and the mailbox list ``mailboxes.csv``, parsed into models.
+
+Why so strict: a migration runs unattended for hours against thousands of mailboxes. A typo
+that silently falls back to a default (``prot = 993``, a CA file option on the wrong server)
+costs far more than a refusal at start-up, so unknown keys, wrong types and out-of-range values
+are errors that name the file, the line and the key.
+
+Why the CSV reports every problem at once: the list is usually exported from a spreadsheet
+with hundreds of rows; fixing one error per run would be miserable.
+
+Nothing here talks to a server or reads a secret; parsing is pure and fast.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mxshift.errors import ConfigError
+from mxshift.secrets import SecretRef
+
+PROJECT_FILE = "mxshift.toml"
+MAILBOX_FILE = "mailboxes.csv"
+MAILBOX_COLUMNS = ("source_user", "source_password", "destination_user", "destination_password")
+MAX_REPORTED_PROBLEMS = 20
+
+Security = Literal["tls", "starttls", "none"]
+AdminMode = Literal["sasl", "dovecot"]
+SECURITY_CHOICES: tuple[Security, ...] = ("tls", "starttls", "none")
+ADMIN_MODES: tuple[AdminMode, ...] = ("sasl", "dovecot")
+
+_MiB = 1024 * 1024
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+
+
+@dataclass(frozen=True)
+class AdminLogin:
+    """A master login that can open every mailbox, so the CSV need not hold user passwords.
+
+    ``sasl``: AUTHENTICATE PLAIN with the mailbox user as authorization identity (RFC 4616;
+    Dovecot, Cyrus, Exchange impersonation). ``dovecot``: LOGIN ``user<separator>admin``
+    (Dovecot master users).
+    """
+
+    user: str
+    password: SecretRef
+    mode: AdminMode = "sasl"
+    separator: str = "*"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One IMAP server. ``verify_tls`` is only False when the config named this very host in
+    ``insecure_skip_verify_host``."""
+
+    host: str
+    port: int
+    security: Security
+    ca_file: str | None = None
+    verify_tls: bool = True
+    admin: AdminLogin | None = None
+    max_connections: int = 10
+    disable_capabilities: frozenset[str] = frozenset()
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class RenameRule:
+    """Rename folders whose whole path (``/``-joined) matches ``pattern``; ``replacement`` may
+    use ``\\1`` / ``\\g<name>``. Both are checked when the config is loaded, so a typo stops
+    the run before any folder is created under a wrong name."""
+
+    pattern: str
+    replacement: str
+
+
+@dataclass(frozen=True)
+class FolderRules:
+    """Which folders to copy and under what name, as written in the config.
+
+    Applying them (fnmatch globs over the ``/``-joined path, exclude wins, first matching rename
+    wins) is :func:`mxshift.mapping.map_folders`' job; the field names match its
+    ``MappingRules`` so this can be handed over as is.
+    """
+
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    renames: tuple[RenameRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    """Knobs of one sync pass. Sizes are bytes."""
+
+    max_message_size: int | None = None
+    deletion_ceiling: float = 0.10
+    deletion_floor: int = 10
+    batch_messages: int = 200
+    batch_bytes: int = 32 * _MiB
+    mailbox_parallelism: int = 4
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """Everything ``mxshift.toml`` says. ``directory`` is absolute: relative paths in the file
+    (``ca_file``, ``file:`` passwords) were resolved against it, not against the cwd."""
+
+    name: str
+    domains: tuple[str, ...]
+    source: Endpoint
+    destination: Endpoint
+    folders: FolderRules
+    options: PassOptions
+    directory: Path
+
+    @property
+    def mailbox_path(self) -> Path:
+        return self.directory / MAILBOX_FILE
+
+
+@dataclass(frozen=True)
+class MailboxEntry:
+    """One row of ``mailboxes.csv``. A None password means "use the admin login"."""
+
+    line: int
+    source_user: str
+    source_password: SecretRef | None
+    destination_user: str
+    destination_password: SecretRef | None
+
+
+# --------------------------------------------------------------------------------------------
+# mxshift.toml
+
+
+def load_project(directory: Path) -> ProjectConfig:
+    """Read ``DIRECTORY/mxshift.toml``."""
+    directory = Path(directory)
+    path = directory / PROJECT_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"no {PROJECT_FILE} in {directory}; run `mxshift init` there to "
+                          f"create one", path=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", path=str(path)) from None
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("not valid UTF-8; save the file as UTF-8", path=str(path),
+                          line=data[:exc.start].count(b"\n") + 1) from None
+    return parse_project(text, path=str(path), directory=directory)
+
+
+def parse_project(text: str, *, path: str, directory: Path) -> ProjectConfig:
+    """Parse the text of a project file; ``path`` is only used in error messages."""
+    text = text.removeprefix("\ufeff")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _toml_error(exc, text, path) from None
+    directory = Path(directory).absolute()
+    root = _Table(_Context(path, text), raw, ())
+    root.allow("project", "source", "destination", "folders", "options")
+    project = root.table("project")
+    name = _string(project, "name", directory.name or "mxshift")
+    domains = tuple(_domain(project, d) for d in _string_list(project, "domains", ()))
+    return ProjectConfig(
+        name=name,
+        domains=domains,
+        source=_endpoint(root.table("source", required=True), directory),
+        destination=_endpoint(root.table("destination", required=True), directory),
+        folders=_folders(root.table("folders")),
+        options=_options(root.table("options")),
+        directory=directory,
+    )
+
+
+def _toml_error(exc: tomllib.TOMLDecodeError, text: str, path: str) -> ConfigError:
+    message = str(exc)
+    at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+    if at:
+        return ConfigError(f"invalid TOML: {message[:at.start()]} (column {at.group(2)})",
+                           path=path, line=int(at.group(1)))
+    end = re.search(r"\s*\(at end of document\)$", message)
+    if end:
+        last = text.rstrip("\n").count("\n") + 1
+        return ConfigError(f"invalid TOML: {message[:end.start()]} at the end of the file",
+                           path=path, line=last)
+    return ConfigError(f"invalid TOML: {message}", path=path)
+
+
+def _endpoint(t: _Table, directory: Path) -> Endpoint:
+    t.allow("host", "port", "security", "ca_file", "insecure_skip_verify_host",
+            "max_connections", "disable_capabilities", "timeout", "admin")
+    host = _string(t, "host")
+    if re.search(r"\s", host) or "://" in host or "/" in host:
+        raise t.fail("host", f"must be a bare host name or address like mail.example.com "
+                             f"(got {host!r})")
+    security = _choice(t, "security", SECURITY_CHOICES, "tls")
+    port = _integer(t, "port", 993 if security == "tls" else 143, minimum=1, maximum=65535)
+    ca_file = _string(t, "ca_file", None)
+    if ca_file is not None:
+        ca_file = str(_anchor(Path(ca_file), directory))
+    skip = _string(t, "insecure_skip_verify_host", None)
+    if skip is not None and skip.lower() != host.lower():
+        raise t.fail("insecure_skip_verify_host",
+                     f"is {skip!r} but host is {host!r}; it turns certificate checks off only "
+                     f"for the host it names, so a copied config does not inherit it by "
+                     f"accident. Set it to {host!r} or remove it")
+    caps = _string_list(t, "disable_capabilities", ())
+    for cap in caps:
+        if not re.fullmatch(r"[A-Za-z0-9=+._-]+", cap):
+            raise t.fail("disable_capabilities", f"entry {cap!r} is not an IMAP capability "
+                                                 f"name (like QRESYNC or COMPRESS=DEFLATE)")
+    return Endpoint(
+        host=host,
+        port=port,
+        security=security,
+        ca_file=ca_file,
+        verify_tls=skip is None,
+        admin=_admin(t.table("admin"), directory),
+        max_connections=_integer(t, "max_connections", 10, minimum=1),
+        disable_capabilities=frozenset(c.upper() for c in caps),
+        timeout=_number(t, "timeout", 60.0),
+    )
+
+
+def _admin(t: _Table, directory: Path) -> AdminLogin | None:
+    if not t.present:
+        return None
+    t.allow("user", "password", "mode", "separator")
+    user = _string(t, "user")
+    cell = _string(t, "password", secret=True)
+    try:
+        password = _anchor_ref(SecretRef.parse(cell), directory)
+    except ValueError as exc:
+        raise t.fail("password", f"is not usable: {exc}") from None
+    return AdminLogin(user=user, password=password,
+                      mode=_choice(t, "mode", ADMIN_MODES, "sasl"),
+                      separator=_string(t, "separator", "*"))
+
+
+def _folders(t: _Table) -> FolderRules:
+    t.allow("include", "exclude", "rename")
+    include = _string_list(t, "include", ("*",))
+    if not include:
+        raise t.fail("include", "is empty, so no folder would be copied; use [\"*\"] for all")
+    exclude = _string_list(t, "exclude", ())
+    renames: list[RenameRule] = []
+    items = t.get("rename", [])
+    if not isinstance(items, list):
+        raise t.fail("rename", f"must be a list of tables ([[folders.rename]]), "
+                               f"got {_kind(items)}")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise t.fail("rename", f"entry {index + 1} must be a table with pattern and "
+                                   f"replacement, got {_kind(item)}")
+        rule = t.child(item, ("rename", index))
+        rule.allow("pattern", "replacement")
+        renames.append(_rename_rule(rule))
+    return FolderRules(include=include, exclude=exclude, renames=tuple(renames))
+
+
+def _rename_rule(t: _Table) -> RenameRule:
+    pattern = _string(t, "pattern")
+    replacement = _string(t, "replacement")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise t.fail("pattern", f"is not a valid regular expression: {exc}") from None
+    # Check the replacement against a pattern with the same groups that matches anything, so
+    # a bad \3 or \g<name> fails now rather than in the middle of a migration.
+    names = {index: name for name, index in compiled.groupindex.items()}
+    twin = "".join(f"(?P<{names[i]}>)" if i in names else "()"
+                   for i in range(1, compiled.groups + 1))
+    try:
+        re.compile(twin).match("").expand(replacement)  # type: ignore[union-attr]
+    except (re.error, IndexError) as exc:
+        raise t.fail("replacement", f"does not fit the pattern: {exc}") from None
+    return RenameRule(pattern=pattern, replacement=replacement)
+
+
+def _options(t: _Table) -> PassOptions:
+    t.allow("max_message_size", "deletion_ceiling", "deletion_floor", "batch_messages",
+            "batch_bytes", "mailbox_parallelism")
+    ceiling = _number(t, "deletion_ceiling", 0.10)
+    if ceiling > 1:
+        raise t.fail("deletion_ceiling", f"is a fraction of a folder: more than 0 and at most "
+                                         f"1 (0.10 = 10%), got {ceiling}")
+    return PassOptions(
+        max_message_size=_size(t, "max_message_size", None),
+        deletion_ceiling=ceiling,
+        deletion_floor=_integer(t, "deletion_floor", 10, minimum=0),
+        batch_messages=_integer(t, "batch_messages", 200, minimum=1),
+        batch_bytes=_size(t, "batch_bytes", 32 * _MiB) or 32 * _MiB,
+        mailbox_parallelism=_integer(t, "mailbox_parallelism", 4, minimum=1),
+    )
+
+
+def _domain(t: _Table, domain: str) -> str:
+    domain = domain.strip().lower()
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?", domain) or ".." in domain:
+        raise t.fail("domains", f"entry {domain!r} is not a domain name like acme.example "
+                                f"(no @, no spaces)")
+    return domain
+
+
+def _anchor(path: Path, directory: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else directory / path
+
+
+def _anchor_ref(ref: SecretRef, directory: Path) -> SecretRef:
+    """Make ``file:`` references independent of the cwd the tool is later run from."""
+    if ref.kind != "file":
+        return ref
+    return SecretRef("file", str(_anchor(Path(ref.value), directory)))
+
+
+# --------------------------------------------------------------------------------------------
+# Typed access to a TOML table, with errors that point at the line
+
+
+_MISSING: Any = object()
+
+
+class _Context:
+    """The file being parsed: its name for messages and a best-effort key -> line index."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self._lines = _line_index(text)
+
+    def line_of(self, keypath: tuple[str | int, ...]) -> int | None:
+        for end in range(len(keypath), 0, -1):
+            line = self._lines.get(keypath[:end])
+            if line is not None:
+                return line
+        return None
+
+
+class _Table:
+    def __init__(self, ctx: _Context, data: dict[str, Any] | None,
+                 keypath: tuple[str | int, ...]) -> None:
+        self.ctx = ctx
+        self.present = data is not None
+        self.data = data or {}
+        self.keypath = keypath
+
+    def child(self, data: dict[str, Any] | None, keys: tuple[str | int, ...]) -> _Table:
+        return _Table(self.ctx, data, self.keypath + keys)
+
+    def table(self, name: str, *, required: bool = False) -> _Table:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise self.fail(None, f"missing table [{_display(self.keypath + (name,))}]")
+            return self.child(None, (name,))
+        if not isinstance(value, dict):
+            raise self.fail(name, f"must be a table ([{_display(self.keypath + (name,))}]), "
+                                  f"got {_kind(value)}")
+        return self.child(value, (name,))
+
+    def allow(self, *known: str) -> None:
+        """Reject unknown keys first, so a typo is reported as a typo and not as a missing key."""
+        for key, value in self.data.items():
+            if key in known:
+                continue
+            what = (f"table [{_display(self.keypath + (key,))}]" if isinstance(value, dict)
+                    else f"key {_display(self.keypath + (key,))}")
+            guess = difflib.get_close_matches(key, known, n=1) or [
+                k for k in known if len(key) >= 3 and k.startswith(key)][:1]
+            hint = f" (did you mean {guess[0]}?)" if guess else f"; known: {', '.join(known)}"
+            raise self.fail(key, f"unknown {what}{hint}", bare=True)
+
+    def get(self, name: str, default: Any = _MISSING) -> Any:
+        value = self.data.get(name, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                where = _display(self.keypath)
+                raise self.fail(None, f"missing required key {name}"
+                                      + (f" in [{where}]" if where else ""))
+            return default
+        return value
+
+    def fail(self, name: str | int | None, message: str, *, bare: bool = False) -> ConfigError:
+        keypath = self.keypath if name is None else self.keypath + (name,)
+        if name is not None and not bare:
+            message = f"{_display(keypath)} {message}"
+        return ConfigError(message, path=self.ctx.path, line=self.ctx.line_of(keypath))
+
+
+def _display(keypath: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in keypath:
+        out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    return {int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a table"}.get(type(value), "a date/time")
+
+
+def _got(value: Any) -> str:
+    shown = repr(value)
+    return f"{_kind(value)} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+
+
+def _string(t: _Table, name: str, default: Any = _MISSING, *, secret: bool = False) -> Any:
+    if name not in t.data and default is not _MISSING:
+        return default
+    value = t.get(name)
+    if not isinstance(value, str):
+        raise t.fail(name, "must be a string" + ("" if secret else f", got {_got(value)}"))
+    if not value.strip():
+        raise t.fail(name, "must not be empty")
+    return value if secret else value.strip()
+
+
+def _choice(t: _Table, name: str, choices: tuple[Any, ...], default: Any) -> Any:
+    value = _string(t, name, default)
+    if value not in choices:
+        raise t.fail(name, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def _integer(t: _Table, name: str, default: int, *, minimum: int,
+             maximum: int | None = None) -> int:
+    value = t.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise t.fail(name, f"must be a whole number, got {_got(value)}")
+    if value < minimum or (maximum is not None and value > maximum):
+        limit = (f"between {minimum} and {maximum}" if maximum is not None
+                 else ("0 or more" if minimum == 0 else f"at least {minimum}"))
+        raise t.fail(name, f"must be {limit}, got {value}")
+    return value
+
+
+def _number(t: _Table, name: str, default: float) -> float:
+    """A number greater than 0 (callers add upper bounds)."""
+    value = t.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise t.fail(name, f"must be a number, got {_got(value)}")
+    if not 0 < value < float("inf"):  # also rejects nan
+        raise t.fail(name, f"must be more than 0, got {value}")
+    return float(value)
+
+
+def _string_list(t: _Table, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    if name not in t.data:
+        return default
+    value = t.get(name)
+    if isinstance(value, str):
+        raise t.fail(name, f"must be a list of strings, like [{value!r}]")
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise t.fail(name, f"must be a list of non-empty strings, got {_got(value)}")
+    return tuple(v.strip() for v in value)
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"35MB"``. Units are 1024-based (KB = KiB = 1024 bytes, MB = 1024 KB,
+    GB = 1024 MB) because mail servers' size limits are; ``K``, ``KB``, ``KiB``, ``B`` and no
+    unit are accepted, case-insensitively. Raises ValueError."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a size like 35MB, 512KB or 1GB")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def _size(t: _Table, name: str, default: int | None) -> int | None:
+    """A size in bytes: an integer or a string with a KB/MB/GB unit (1024-based)."""
+    if name not in t.data:
+        return default
+    value = t.get(name)
+    if isinstance(value, str):
+        try:
+            value = parse_size(value)
+        except ValueError as exc:
+            raise t.fail(name, f"must be a size: {exc}") from None
+    elif isinstance(value, bool) or not isinstance(value, int):
+        raise t.fail(name, f"must be bytes or a size like \"35MB\", got {_got(value)}")
+    if value < 1:
+        raise t.fail(name, f"must be at least 1 byte, got {value}")
+    return value
+
+
+_BARE = r"""[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'"""
+_KEY = rf"(?:{_BARE})(?:[ \t]*\.[ \t]*(?:{_BARE}))*"
+_HEADER = re.compile(rf"[ \t]*(\[\[?)[ \t]*({_KEY})[ \t]*\]")
+_ASSIGN = re.compile(rf"[ \t]*({_KEY})[ \t]*=")
+_PART = re.compile(_BARE)
+
+
+def _key_parts(key: str) -> tuple[str, ...]:
+    return tuple(p[1:-1] if p[0] in "\"'" else p for p in _PART.findall(key))
+
+
+def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
+    """First line of every table header and key, by key path. Best effort: it does not parse
+    TOML (tomllib already did), it only needs to point a human at the right line."""
+    index: dict[tuple[str | int, ...], int] = {}
+    table: tuple[str | int, ...] = ()
+    arrays: dict[tuple[str, ...], int] = {}
+    in_multiline: str | None = None
+    for number, line in enumerate(text.split("\n"), 1):
+        if in_multiline:
+            if line.count(in_multiline) % 2 == 1:
+                in_multiline = None
+            continue
+        header = _HEADER.match(line)
+        if header:
+            parts = _key_parts(header.group(2))
+            if header.group(1) == "[[":
+                count = arrays.get(parts, 0)
+                arrays[parts] = count + 1
+                index.setdefault(parts, number)
+                table = parts + (count,)
+            else:
+                table = parts
+            index.setdefault(table, number)
+            continue
+        assign = _ASSIGN.match(line)
+        if assign:
+            full = table + _key_parts(assign.group(1))
+            for end in range(len(table) + 1, len(full) + 1):
+                index.setdefault(full[:end], number)
+            rest = line[assign.end():]
+            for quote in ('"""', "'''"):
+                if rest.count(quote) % 2 == 1:
+                    in_multiline = quote
+                    break
+    return index
+
+
+# --------------------------------------------------------------------------------------------
+# mailboxes.csv
+
+
+@dataclass(frozen=True)
+class _Problem:
+    line: int
+    column: str | None
+    message: str
+
+
+def parse_mailbox_csv(path: Path, *, source_admin: bool = False,
+                      destination_admin: bool = False) -> list[MailboxEntry]:
+    """Read the mailbox pairs. Every problem in the file is reported in one ConfigError.
+
+    ``source_admin`` / ``destination_admin`` say that side has an admin login, so its password
+    cells may be empty (None in the entry). User names are compared case-insensitively for
+    duplicates, since servers treat them so. ``file:`` paths are taken relative to the CSV's
+    directory. No message ever contains a password cell.
+    """
+    path = Path(path)
+    where = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("not found; list the mailboxes to migrate there (`mxshift init` "
+                          "writes an example)", path=where) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", path=where) from None
+
+    problems: list[_Problem] = []
+    bad_bytes: list[tuple[int, int]] = []  # (line, field index), column named once we know it
+    lines: list[tuple[int, str]] = []
+    for number, raw in enumerate(data.splitlines(keepends=True), 1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            before = raw[:exc.start].decode("utf-8")
+            fields = next(csv.reader([before]), [""])
+            bad_bytes.append((number, len(fields) - 1))
+            continue
+        if text.strip() and not text.lstrip().startswith("#"):
+            lines.append((number, text))
+
+    consumed: list[int] = []
+
+    def feed() -> Iterator[str]:
+        for number, text in lines:
+            consumed.append(number)
+            yield text
+
+    reader = csv.reader(feed())
+    header = next(reader, None)
+    names: list[str] = []
+    if header is None:
+        problems.append(_Problem(bad_bytes[0][0] if bad_bytes else 1, None,
+                                 "no header line; the first line must be "
+                                 + ",".join(MAILBOX_COLUMNS)))
+    else:
+        names = [h.strip().lower() for h in header]
+        problems += _header_problems(names, consumed[0])
+
+    def column(line: int, index: int) -> str | None:
+        if not consumed or line < consumed[0] or index >= len(names):
+            return None
+        return names[index] if names[index] in MAILBOX_COLUMNS else None
+
+    problems += [_Problem(n, column(n, i), "not valid UTF-8 text; save the file as UTF-8 "
+                                           "(\"CSV UTF-8\" in Excel)") for n, i in bad_bytes]
+    if header is None or any(p.line == consumed[0] for p in problems):
+        raise _collect(where, problems)
+
+    entries: list[MailboxEntry] = []
+    first_seen: dict[str, dict[str, int]] = {"source_user": {}, "destination_user": {}}
+    admin = {"source": source_admin, "destination": destination_admin}
+    while True:
+        start = len(consumed)
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(_Problem(consumed[min(start, len(consumed) - 1)], None,
+                                     f"cannot read this CSV row: {exc}"))
+            continue
+        number = consumed[start]
+        if len(row) != len(names):
+            spanned = len(consumed) - start
+            hint = (f"; a quoted field runs over {spanned} lines: missing closing quote?"
+                    if spanned > 1 else "")
+            problems.append(_Problem(number, None, f"expected {len(names)} fields "
+                                                   f"({','.join(names)}), found {len(row)}"
+                                                   + hint))
+            continue
+        cells = dict(zip(names, row))
+        row_problems: list[_Problem] = []
+        users: dict[str, str] = {}
+        passwords: dict[str, SecretRef | None] = {}
+        for side in ("source", "destination"):
+            user_col, pw_col = f"{side}_user", f"{side}_password"
+            user = cells[user_col].strip()
+            users[side] = user
+            if not user:
+                row_problems.append(_Problem(number, user_col, "empty user"))
+            else:
+                first = first_seen[user_col].setdefault(user.casefold(), number)
+                if first != number:
+                    row_problems.append(_Problem(number, user_col,
+                                                 f"{user} is also listed on line {first}"))
+            cell = cells[pw_col]
+            passwords[side] = None
+            if not cell.strip():
+                if not admin[side]:
+                    row_problems.append(_Problem(
+                        number, pw_col, f"empty password and no [{side}.admin] login in "
+                                        f"{PROJECT_FILE}; give a password, env:VAR or file:PATH"))
+                continue
+            try:
+                passwords[side] = _anchor_ref(SecretRef.parse(cell), path.parent)
+            except ValueError as exc:
+                row_problems.append(_Problem(number, pw_col, str(exc)))
+        problems += row_problems
+        if not row_problems:
+            entries.append(MailboxEntry(line=number, source_user=users["source"],
+                                        source_password=passwords["source"],
+                                        destination_user=users["destination"],
+                                        destination_password=passwords["destination"]))
+    if problems:
+        raise _collect(where, problems)
+    return entries
+
+
+def _header_problems(names: list[str], line: int) -> list[_Problem]:
+    expected = ",".join(MAILBOX_COLUMNS)
+    known = [n for n in names if n in MAILBOX_COLUMNS]
+    if not known:
+        # Probably a data row: do not echo it, it may hold a password.
+        return [_Problem(line, None, f"the first line is not the header; it must be {expected} "
+                                     f"(columns in any order)")]
+    problems = []
+    unknown = [n or "(empty)" for n in names if n not in MAILBOX_COLUMNS]
+    if unknown:
+        problems.append(_Problem(line, None, f"unknown column{'s' * (len(unknown) > 1)} "
+                                             f"{', '.join(unknown)}; expected {expected}"))
+    for name in MAILBOX_COLUMNS:
+        count = names.count(name)
+        if count == 0:
+            problems.append(_Problem(line, name, "missing column in the header"))
+        elif count > 1:
+            problems.append(_Problem(line, name, f"column appears {count} times in the header"))
+    return problems
+
+
+def _collect(where: str, problems: list[_Problem]) -> ConfigError:
+    """One error for the whole file: a single problem reads as one line; several are listed."""
+    problems = sorted(problems, key=lambda p: p.line)
+    first = problems[0]
+    if len(problems) == 1:
+        return ConfigError(first.message, path=where, line=first.line, column=first.column)
+    shown = [f"  {where}:{p.line}" + (f" (column {p.column})" if p.column else "")
+             + f": {p.message}" for p in problems[:MAX_REPORTED_PROBLEMS]]
+    if len(problems) > MAX_REPORTED_PROBLEMS:
+        shown.append(f"  ... and {len(problems) - MAX_REPORTED_PROBLEMS} more")
+    error = ConfigError(f"{len(problems)} problems:\n" + "\n".join(shown), path=where)
+    error.line, error.column = first.line, first.column
+    return error
