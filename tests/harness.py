@@ -52,7 +52,7 @@ class Bed:
     _clients: dict[str, IMAPClient] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, src: DovecotServer, dst: DovecotServer, directory: Path) -> "Bed":
+    def make(cls, src: DovecotServer, dst: DovecotServer, directory: Path) -> "Bed":
         directory.mkdir(parents=True, exist_ok=True)
         bed = cls(src, dst, directory)
         bed.su, bed.sp = src.new_user("s")

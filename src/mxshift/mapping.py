@@ -192,7 +192,7 @@ def _display(path: tuple[str, ...]) -> str:
     return "/".join(path)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Entry:
     raw: str
     src: tuple[str, ...]
@@ -281,9 +281,11 @@ def map_folders(source_folders: Iterable[RemoteFolder], source_ns: Namespace,
     # Role contest: one source folder per role gets the destination's role folder.
     contenders: dict[str, list[tuple[tuple[int, int, str], _Entry]]] = {}
     for e in entries:
-        ranked = ((("inbox", (0, 0, e.raw)) if _is_inbox(e.raw) else e.role_rank())
-                  if not (e.flags & _UNSELECTABLE) else None)
-        if ranked and (ranked[0] != "inbox" or _is_inbox(e.raw)):
+        if _is_inbox(e.raw):
+            e.role = "inbox"  # the one real INBOX; never contested, never renamed
+            continue
+        ranked = None if e.flags & _UNSELECTABLE else e.role_rank()
+        if ranked:
             contenders.setdefault(ranked[0], []).append((ranked[1], e))
     for role, cands in contenders.items():
         cands.sort(key=lambda c: c[0])
@@ -323,11 +325,9 @@ def map_folders(source_folders: Iterable[RemoteFolder], source_ns: Namespace,
         base = e.own if e.anchor is None else e.anchor.final + e.rest
         e.final = normalise(base) if base else ()  # provisional, for the depth only
         e.depth = len(e.final)
-    dropped = [e for e in entries if not e.final]
-    for e in dropped:
-        excluded.append((e.raw, "maps to an empty destination name"))
-    live = [e for e in entries if e.final and e not in dropped and
-            not (e.anchor in dropped)]
+    # A rule renaming to "" drops that folder; its children then hang one level up.
+    live = [e for e in entries if e.final]
+    excluded += [(e.raw, "renamed to an empty path") for e in entries if not e.final]
 
     # Assign final names level by level, so a renamed parent's children follow it.
     collisions: list[str] = []
@@ -355,7 +355,9 @@ def map_folders(source_folders: Iterable[RemoteFolder], source_ns: Namespace,
                 collisions.append(msg)
                 e.notes.append(msg)
                 e.final = new
-            e.final = canon.get(key(e.final), e.final)
+            if canon.get(key(e.final), e.final) != e.final:
+                e.final = canon[key(e.final)]
+                e.notes.append(f"uses existing destination folder '{_display(e.final)}'")
             taken[key(e.final)] = e
             for i in range(1, len(e.final) + 1):
                 canon.setdefault(key(e.final[:i]), e.final[:i])

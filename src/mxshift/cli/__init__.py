@@ -31,8 +31,9 @@ class State:
 state = State()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def main_options(
+    ctx: typer.Context,
     directory: Path = typer.Option(Path("."), "-C", "--directory",
                                    help="Project directory (default: current)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars; for scripts."),
@@ -41,6 +42,9 @@ def main_options(
     """Global options."""
     if version:
         out.print(f"mxshift {__version__}")
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        out.print(ctx.get_help())
         raise typer.Exit()
     state.directory = directory
     state.quiet = quiet

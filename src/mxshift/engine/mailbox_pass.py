@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from typing import Callable, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from mxshift.engine.copier import FolderCopier, NewMessage
 from mxshift.engine.journal import Hooks, Journal
@@ -162,6 +162,29 @@ class MailboxPass:
                 self._apply(src, dst, scan, result)
             except FolderError as exc:
                 self._folder_error(scan.pair, exc, result)
+        self._drop_gone_folders(dst, [s.pair for s in scans.values() if not s.pair.present])
+
+    def _drop_gone_folders(self, dst: Store, gone: list[FolderPair]) -> None:
+        """A folder deleted or renamed on the source goes on the destination too, but only
+        when mxshift created it there, it is now empty, and it has no sub-folders: the
+        user's own folders and mail are never removed."""
+        if not gone:
+            return
+        names = [f.name for f in dst.list_folders()]
+        sep = dst.namespace().separator
+        for pair in sorted(gone, key=lambda p: -len(p.destination_name)):
+            if self.journal.known(pair.id) or not pair.created:
+                continue
+            if any(n.startswith(pair.destination_name + sep) for n in names):
+                continue
+            if pair.destination_name in names and dst.status(pair.destination_name).messages:
+                continue
+            if pair.destination_name in names:
+                dst.delete_folder(pair.destination_name)
+                self.hooks.checkpoint("delete folder")
+                names.remove(pair.destination_name)
+            with self.journal.tx("journal drop folder pair") as s:
+                s.execute(delete(FolderPair).where(FolderPair.id == pair.id))
 
     # -- step 2: folders ------------------------------------------------------------
     def _map_folders(self, src: Store, dst: Store, result: PassResult) -> dict[int, FolderPair]:
@@ -175,19 +198,27 @@ class MailboxPass:
                 select(FolderPair).where(FolderPair.mailbox_id == self.mailbox_id))}
         listed = set()
         for m in mapping.mappings:
+            if not m.source:  # a parent the source only implies: create it, nothing to copy
+                if m.destination not in existing:
+                    dst.create_folder(m.destination)
+                    self.hooks.checkpoint("create folder")
+                    existing.add(m.destination)
+                continue
             listed.add(m.source)
             pair = known.get(m.source)
             dest_name = pair.destination_name if pair else m.destination
+            created = False
             if dest_name not in existing and dest_name.upper() != "INBOX":
                 dst.create_folder(dest_name)
                 self.hooks.checkpoint("create folder")
                 existing.add(dest_name)
+                created = True
             if pair is None:
                 with self.journal.tx("journal new folder pair") as s:
                     s.add(FolderPair(mailbox_id=self.mailbox_id, source_name=m.source,
                                      destination_name=dest_name, role=m.role,
                                      selectable=m.selectable, display_name="/".join(m.logical),
-                                     present=True))
+                                     present=True, created=created))
                     for note in m.notes:
                         s.add(Finding(mailbox_id=self.mailbox_id, pass_id=self.pass_id,
                                       kind="folder_note", folder=m.source, reason=note))

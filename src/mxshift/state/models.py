@@ -78,6 +78,7 @@ class FolderPair(Base):
     destination_uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
     sync_mode: Mapped[str | None] = mapped_column(String(20))
     present: Mapped[bool] = mapped_column(Boolean, default=True)  # still listed on the source
+    created: Mapped[bool] = mapped_column(Boolean, default=False)  # mxshift created the dest folder
     last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

@@ -77,6 +77,10 @@ class Store(Protocol):
         """Create ``name`` (raw wire name); succeeds if it already exists."""
         ...
 
+    def delete_folder(self, name: str) -> None:
+        """Delete an (empty) folder; only for folders mxshift created and emptied."""
+        ...
+
     def status(self, folder: str) -> FolderStatus:
         """STATUS without selecting; ``permanent_flags`` is None."""
         ...

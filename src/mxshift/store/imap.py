@@ -159,6 +159,12 @@ class ImapStore:
         except OSError as exc:
             raise _endpoint_error(self._host, exc) from None
 
+    def delete_folder(self, name: str) -> None:
+        if self._selected == name:
+            self._call(self._c.unselect_folder)
+            self._selected = None
+        self._call(self._c.delete_folder, name)
+
     def status(self, folder: str) -> FolderStatus:
         items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
         if "CONDSTORE" in self.capabilities:
@@ -251,6 +257,8 @@ class ImapStore:
             raise MessageError(text, retry=Retry.FINAL) from None
         except OSError as exc:
             raise _endpoint_error(self._host, exc) from None
+        if "UIDPLUS" not in self.capabilities:
+            return None  # an unadvertised APPENDUID is not to be relied on
         parsed = parse_uidplus(resp or b"")
         return parsed[3][0] if parsed and parsed[3] else None
 
@@ -276,6 +284,8 @@ class ImapStore:
             resp = self._call(self._c.copy, uidset, folder)
             codes = [resp or b""]
             self.expunge(uids)
+        if "UIDPLUS" not in self.capabilities:
+            return None
         for code in codes:
             parsed = parse_uidplus(code)
             if parsed and parsed[0] == "COPYUID" and len(parsed[2]) == len(parsed[3]):

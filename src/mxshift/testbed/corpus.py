@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import random
-import textwrap
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.headerregistry import Address
@@ -213,7 +212,7 @@ _PEOPLE = (
     ("Support Team", "support", "helpdesk.example.org"),
 )
 
-_OWNER = ("Mail Owner", "owner", "example.org")
+_OWNER = ("Alex Martin", "owner", "example.org")
 
 _ATTACHMENTS = (
     ("application", "pdf", "report{n}.pdf"),
@@ -302,7 +301,7 @@ class _Plan:
         rng = _rng(spec, "size", i)
         r = rng.random()
         if spec.size_profile == "small":
-            size = _log_uniform(rng, 1 * KiB, 4 * KiB)
+            size = _log_uniform(rng, 1100, 3900)
             kind = "plain" if r < 0.6 else ("alternative" if r < 0.9 else "mixed")
             return min(size, spec.max_size), kind
         if i in self.tail:
@@ -389,19 +388,43 @@ def _sentence(rng: random.Random, unicode_p: float) -> str:
 
 
 def _paragraphs(rng: random.Random, chars: int, unicode_p: float) -> list[str]:
+    """Paragraphs totalling about *chars* characters; a prefix of any longer budget."""
     paras: list[str] = []
     total = 0
     while total < chars:
         para = " ".join(_sentence(rng, unicode_p) for _ in range(rng.randrange(2, 7)))
+        left = chars - total
+        if len(para) > left:
+            cut = para.rfind(" ", 0, left)
+            para = para[: cut if cut > 0 else left].rstrip()
+            if para:
+                paras.append(para)
+            break
         paras.append(para)
         total += len(para) + 2
     return paras
 
 
+def _wrap(text: str, width: int = 72) -> list[str]:
+    """Greedy word wrap, like textwrap.wrap for our text but without its regex cost."""
+    lines: list[str] = []
+    current: list[str] = []
+    length = -1
+    for word in text.split():
+        if current and length + 1 + len(word) > width:
+            lines.append(" ".join(current))
+            current, length = [], -1
+        current.append(word)
+        length += 1 + len(word)
+    if current:
+        lines.append(" ".join(current))
+    return lines
+
+
 def _text_body(paras: list[str], greeting: str, signature: str, quote: list[str]) -> str:
     lines = [greeting, ""]
     for para in paras:
-        lines.extend(textwrap.wrap(para, 72) or [""])
+        lines.extend(_wrap(para) or [""])
         lines.append("")
     lines.extend(["-- ", signature])
     if quote:
@@ -422,7 +445,7 @@ def _html_body(paras: list[str], greeting: str, signature: str, subject: str) ->
         "<p>" + esc(greeting) + "</p>",
     ]
     for para in paras:
-        wrapped = textwrap.wrap(esc(para), 72) or [""]
+        wrapped = _wrap(esc(para)) or [""]
         lines.append("<p>" + wrapped[0])
         lines.extend(wrapped[1:])
         lines[-1] += "</p>"
@@ -436,9 +459,8 @@ def _addr(person: tuple[str, str, str]) -> Address:
     return Address(display_name=display, username=user, domain=domain)
 
 
-def _text_cte(rng: random.Random, text: str) -> str | None:
-    if text.isascii():
-        return None  # 7bit
+def _pick_cte(rng: random.Random) -> str:
+    """Transfer encoding for a non-ASCII text part (ASCII text is always 7bit)."""
     r = rng.random()
     if r < 0.6:
         return "quoted-printable"
@@ -451,6 +473,9 @@ def _serialise(msg: EmailMessage, boundary_tag: str) -> bytes:
     # email picks MIME boundaries from the global RNG: set them ourselves.
     for k, part in enumerate(p for p in msg.walk() if p.is_multipart()):
         part.set_boundary(f"=_mxshift_{boundary_tag}_{k}")
+    for part in msg.walk():
+        if part is not msg:  # EmailMessage.add_* puts MIME-Version on sub-parts too
+            del part["MIME-Version"]
     buf = BytesIO()
     BytesGenerator(buf, mangle_from_=False, policy=POLICY).flatten(msg)
     return buf.getvalue()
@@ -467,7 +492,7 @@ def _build(plan: _Plan, i: int) -> bytes:
     top = folder[0] if len(folder) == 1 else None
 
     outgoing = top in ("Sent", "Drafts")
-    others = [p for p in _PEOPLE]
+    others = list(_PEOPLE)
     sender = _OWNER if outgoing else rng.choice(others)
     if outgoing:
         recipients = rng.sample([p for p in others if p[0]], rng.randrange(1, 4))
@@ -488,24 +513,24 @@ def _build(plan: _Plan, i: int) -> bytes:
     unicode_p = 0.25 if rng.random() < 0.3 else 0.0
     sent_at = internaldate - timedelta(seconds=rng.randrange(1, 181))
 
-    msg = EmailMessage(policy=POLICY)
+    headers: list[tuple[str, object]] = []
     if not outgoing:
         hop = rng.randrange(1, 250)
-        msg["Return-Path"] = f"<{sender[1]}@{sender[2]}>"
-        msg["Received"] = (
+        headers.append(("Return-Path", f"<{sender[1]}@{sender[2]}>"))
+        headers.append(("Received", (
             f"from mx{hop}.{sender[2]} (mx{hop}.{sender[2]} [192.0.2.{hop}]) "
             f"by mx.example.org with ESMTPS id {rng.getrandbits(48):012x} "
             f"for <owner@example.org>; {format_datetime(internaldate)}"
-        )
-    msg["From"] = _addr(sender)
-    msg["To"] = [_addr(p) for p in recipients]
+        )))
+    headers.append(("From", _addr(sender)))
+    headers.append(("To", [_addr(p) for p in recipients]))
     if cc:
-        msg["Cc"] = [_addr(p) for p in cc]
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(sent_at)
+        headers.append(("Cc", [_addr(p) for p in cc]))
+    headers.append(("Subject", subject))
+    headers.append(("Date", format_datetime(sent_at)))
     mid = plan.message_id(i)
     if mid is not None:
-        msg["Message-ID"] = mid
+        headers.append(("Message-ID", mid))
     if reply_to is not None:
         parent = plan.message_id(reply_to)
         refs = [parent]
@@ -513,53 +538,77 @@ def _build(plan: _Plan, i: int) -> bytes:
             grand = plan.message_id(rng.randrange(reply_to))
             if grand is not None:
                 refs.insert(0, grand)
-        msg["In-Reply-To"] = parent
-        msg["References"] = " ".join(refs)
+        headers.append(("In-Reply-To", parent))
+        headers.append(("References", " ".join(refs)))
     if rng.random() < 0.4:
-        msg["X-Mailer"] = rng.choice(
+        headers.append(("X-Mailer", rng.choice(
             ("mxshift-corpus 1.0", "Thunderbird 115.3.1", "Apple Mail (2.3731)",
-             "Microsoft Outlook 16.0", "Roundcube Webmail/1.6.5")
-        )
+             "Microsoft Outlook 16.0", "Roundcube Webmail/1.6.5"))))
     if folder[0] == "Lists":
-        msg["List-Id"] = f"<{folder[-1]}.lists.example.org>"
+        headers.append(("List-Id", f"<{folder[-1]}.lists.example.org>"))
 
-    first = sender[0].split(" ")[0] if sender[0] else "there"
     greeting = f"Hello {recipients[0][0].split(' ')[0] or 'there'},"
     signature = sender[0] or sender[1]
-    quote = []
+    quote: list[str] = []
     if reply_to is not None:
         quote = [f"On {format_datetime(plan.internaldate(reply_to))}, someone wrote:"] + \
-            textwrap.wrap(_sentence(rng, 0.0), 70)
-    del first
+            _wrap(_sentence(rng, 0.0), 70)
 
-    # Size budgeting: header block ~0.7-1 KB; leave the rest to bodies / attachment.
-    if kind == "mixed":
-        attach_target = max(256, target - 3000)
-        body_chars = rng.randrange(300, 2000)
-    else:
-        attach_target = 0
-        body_chars = max(200, target - 900)
-        if kind == "alternative":
-            body_chars = max(150, int(body_chars / 2.4))
+    with_html = kind == "alternative" or (kind == "mixed" and rng.random() < 0.5)
+    text_cte = _pick_cte(rng)
+    html_cte = _pick_cte(rng)
+    boundary_tag = f"{spec.seed}_{i}"
 
-    paras = _paragraphs(rng, body_chars, unicode_p)
-    text = _text_body(paras, greeting, signature, quote)
-    msg.set_content(text, cte=_text_cte(rng, text))
-    if kind == "alternative" or (kind == "mixed" and rng.random() < 0.5):
-        html = _html_body(paras, greeting, signature, subject)
-        msg.add_alternative(html, subtype="html", cte=_text_cte(rng, html))
+    # The header block is folded once; bodies are serialised separately (they are what
+    # gets resized) and appended: "headers CRLF" + "MIME headers CRLF CRLF body".
+    head = EmailMessage(policy=POLICY)
+    for name, value in headers:
+        head[name] = value
+    head_bytes = _serialise(head, boundary_tag)[:-2]  # drop the empty line ending it
 
-    if kind == "mixed":
-        nattach = 1 if attach_target < 100 * KiB or rng.random() < 0.7 else rng.randrange(2, 4)
-        for a in range(nattach):
-            maintype, subtype, fname = rng.choice(_ATTACHMENTS)
-            # base64: 57 raw bytes per 78-byte line (76 chars + CRLF).
-            raw_len = max(64, int(attach_target / nattach * 57 / 78) - 200)
-            data = rng.randbytes(raw_len)
-            msg.add_attachment(data, maintype=maintype, subtype=subtype,
-                               filename=fname.format(n=rng.randrange(1, 100) + a))
+    def assemble(body_chars: int) -> EmailMessage:
+        msg = EmailMessage(policy=POLICY)
+        # The body text is a deterministic stream cut at body_chars, so a longer budget
+        # only extends it: size grows linearly with body_chars.
+        paras = _paragraphs(_rng(spec, "text", i), body_chars, unicode_p)
+        text = _text_body(paras, greeting, signature, quote)
+        msg.set_content(text, cte=None if text.isascii() else text_cte)
+        if with_html:
+            html = _html_body(paras, greeting, signature, subject)
+            msg.add_alternative(html, subtype="html", cte=None if html.isascii() else html_cte)
+        return msg
 
-    return _serialise(msg, f"{spec.seed}_{i}")
+    target_body = target - len(head_bytes)
+    if kind != "mixed":
+        # Fit the body to the target: measure the fixed part and the per-char cost.
+        base = len(_serialise(assemble(0), boundary_tag))
+        probe = max(200, target_body - base)
+        if with_html:
+            probe = max(150, probe // 2)
+        body = _serialise(assemble(probe), boundary_tag)
+        if abs(len(body) - target_body) > 0.05 * target:
+            per_char = max(0.5, (len(body) - base) / probe)
+            body_chars = max(40, int((target_body - base) / per_char))
+            body = _serialise(assemble(body_chars), boundary_tag)
+        return head_bytes + body
+
+    # multipart/mixed: a short body, then base64 attachments fill the rest of the target.
+    body_chars = rng.randrange(200, 1500)
+    if target < 8 * KiB:
+        body_chars = min(body_chars, max(40, target // 8))
+    msg = assemble(body_chars)
+    fixed = len(_serialise(msg, boundary_tag))
+    attach_rng = _rng(spec, "attach", i)
+    nattach = 1 if target < 100 * KiB or attach_rng.random() < 0.7 else attach_rng.randrange(2, 4)
+    room = max(nattach * 64, target_body - fixed)
+    for a in range(nattach):
+        maintype, subtype, fname = attach_rng.choice(_ATTACHMENTS)
+        filename = fname.format(n=attach_rng.randrange(1, 100) + a)
+        # Part headers ~200 bytes; base64 packs 57 raw bytes in a 78-byte line.
+        raw_len = max(32, int((room / nattach - 200 - 2 * len(filename)) * 57 / 78))
+        msg.add_attachment(attach_rng.randbytes(raw_len), maintype=maintype, subtype=subtype,
+                           filename=filename)
+    return head_bytes + _serialise(msg, boundary_tag)
 
 
 # ------------------------------------------------------------------ public API

@@ -49,6 +49,9 @@ __all__ = [
     "free_port",
     "ensure_mail_user",
     "stop_servers",
+    "ServerPool",
+    "VARIANTS",
+    "NOCAPS_CAPABILITIES",
 ]
 
 MAIL_USER = "vmail"
@@ -79,6 +82,8 @@ class DovecotConfig:
     special_use: bool = True            # Drafts/Sent/Trash/Junk/Archive flagged (not auto-created)
     fsync: bool = True                  # False -> mail_fsync = never (benchmarks)
     max_userip_connections: int = 100
+    login_delays: bool = False          # Dovecot's 2 s failed-login delay + per-IP auth
+    #                                     penalty (up to 15 s on the next login); off = fast tests
 
     def __post_init__(self) -> None:
         if self.tls not in (None, "tls", "starttls"):
@@ -167,7 +172,7 @@ class DovecotServer:
             try:
                 client.starttls(ssl_context)
             except BaseException:
-                client.shutdown()
+                _close_quietly(client)
                 raise
         return client
 
@@ -179,7 +184,7 @@ class DovecotServer:
         try:
             client.login(user, password)
         except BaseException:
-            client.shutdown()
+            _close_quietly(client)
             raise
         return client
 
@@ -293,14 +298,28 @@ def ensure_mail_user() -> tuple[int, int]:
 def start_dovecot(base_dir: Path, *, name: str, port: int | None = None,
                   config: DovecotConfig = DovecotConfig(),
                   host: str = "127.0.0.1") -> DovecotServer:
-    """Write a config under ``base_dir``, start Dovecot, wait until a login works."""
+    """Write a config under ``base_dir``, start Dovecot, wait until a login works.
+
+    Starting again on the same ``base_dir`` (and ``port``) after ``stop()`` keeps the
+    mail and the users (their passwords are read back), e.g. to simulate an outage."""
     if shutil.which("dovecot") is None:
         raise DovecotStartError("dovecot not found: run scripts/install-system-deps")
-    base_dir = Path(base_dir).absolute()
+    for attempt in range(3):
+        try:
+            return _start(Path(base_dir).absolute(), name=name, port=port or free_port(host),
+                          config=config, host=host)
+        except DovecotStartError as exc:
+            # a free_port() pick can be taken by someone else before Dovecot binds it
+            if port is not None or attempt == 2 or "Address already in use" not in str(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start(base_dir: Path, *, name: str, port: int, config: DovecotConfig,
+           host: str) -> DovecotServer:
     base_dir.mkdir(parents=True, exist_ok=True)
     uid, gid = ensure_mail_user()
     root = os.geteuid() == 0
-    port = port or free_port(host)
 
     # Dovecot's runtime dir holds unix sockets: keep its path short.
     run_dir_tmp = None
@@ -318,11 +337,12 @@ def start_dovecot(base_dir: Path, *, name: str, port: int | None = None,
 
     server = DovecotServer(name=name, host=host, port=port, base_dir=base_dir, config=config,
                            _run_dir_tmp=run_dir_tmp)
-    auth_group = "dovecot" if root else None
     server.users_dir.mkdir(exist_ok=True)
     os.chmod(server.users_dir, 0o750)
     if root:
         shutil.chown(server.users_dir, group="dovecot")
+    server._users.update(_read_users(server.users_dir))  # a restart keeps its users
+    server._users.pop(PROBE_USER, None)
     master_file = base_dir / "master-users"
     if config.master_users:
         server.master_user = ("mxadmin", secrets.token_urlsafe(12))
@@ -356,6 +376,53 @@ def start_dovecot(base_dir: Path, *, name: str, port: int | None = None,
     return server
 
 
+# -- the standard variants (pytest fixtures, README demo, benchmarks) ----------------------
+#: Dovecot 2.3's post-login list minus CONDSTORE QRESYNC MULTIAPPEND UIDPLUS MOVE
+#: SPECIAL-USE LITERAL+ (the override also replaces the pre-login list, plus AUTH=...).
+#: Note: Dovecot still *accepts* e.g. ENABLE CONDSTORE; only the advertisement goes.
+NOCAPS_CAPABILITIES = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
+    "THREAD=REFS THREAD=ORDEREDSUBJECT URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE "
+    "LIST-EXTENDED I18NLEVEL=1 ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS "
+    "BINARY SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE NOTIFY"
+)
+MB = 1024 * 1024
+
+VARIANTS: dict[str, DovecotConfig] = {
+    "src": DovecotConfig(),
+    "dst": DovecotConfig(),
+    "maildirpp": DovecotConfig(namespace_prefix="INBOX.", separator="."),
+    "nocaps": DovecotConfig(capabilities=NOCAPS_CAPABILITIES),
+    "tls": DovecotConfig(tls="tls", master_users=True),
+    "starttls": DovecotConfig(tls="starttls"),
+    "limited": DovecotConfig(quota_bytes=5 * MB, max_message_size=1 * MB),
+}
+
+
+class ServerPool:
+    """Starts each named variant on first use, under ``base_dir/<name>``; ``stop_all()``."""
+
+    def __init__(self, base_dir: Path, variants: dict[str, DovecotConfig] = VARIANTS) -> None:
+        self.base_dir = Path(base_dir)
+        self.variants = variants
+        self._servers: dict[str, DovecotServer] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> DovecotServer:
+        with self._lock:
+            server = self._servers.get(name)
+            if server is None:
+                server = start_dovecot(self.base_dir / name, name=name,
+                                       config=self.variants[name])
+                self._servers[name] = server
+            return server
+
+    def stop_all(self) -> None:
+        with self._lock:
+            stop_servers(*self._servers.values())
+            self._servers.clear()
+
+
 # -- internals -------------------------------------------------------------------------
 def _render_config(server: DovecotServer, *, run_dir: Path, state_dir: Path,
                    master_file: Path, uid: int, gid: int) -> str:
@@ -373,6 +440,11 @@ def _render_config(server: DovecotServer, *, run_dir: Path, state_dir: Path,
         "disable_plaintext_auth = no",
         "auth_mechanisms = plain login",
         "auth_verbose = yes",
+        *([] if c.login_delays else [
+            "auth_failure_delay = 0",  # a refused login still takes ~0.5 s
+            # no penalty socket -> auth skips the per-IP penalty (documented switch)
+            "service anvil {", "  unix_listener anvil-auth-penalty {", "    mode = 0", "  }", "}",
+        ]),
         f"first_valid_uid = {uid}",
         f"last_valid_uid = {uid}",
         f"first_valid_gid = {gid}",
@@ -472,6 +544,14 @@ def _wait_ready(server: DovecotServer, user: str, password: str) -> None:
                             f"({last!r}):\n{server.log_tail()}")
 
 
+def _close_quietly(client: IMAPClient) -> None:
+    # after a failed STARTTLS handshake the socket is already gone (EBADF)
+    try:
+        client.shutdown()
+    except OSError:
+        pass
+
+
 def _read_pid(path: Path) -> int:
     deadline = time.monotonic() + START_TIMEOUT
     while True:
@@ -533,6 +613,15 @@ def _write_passwd(path: Path, user: str, password: str) -> None:
     if os.geteuid() == 0:
         shutil.chown(tmp, group="dovecot")
     os.replace(tmp, path)
+
+
+def _read_users(users_dir: Path) -> dict[str, str]:
+    users = {}
+    for path in users_dir.iterdir():
+        if not path.name.startswith("."):
+            user, password = path.read_text().split(":", 2)[:2]
+            users[user] = password.removeprefix("{PLAIN}")
+    return users
 
 
 _USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@+-")

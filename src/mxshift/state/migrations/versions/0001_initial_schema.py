@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 12:34:11.473845
+Create Date: 2026-11-24 13:10:06.877226
 """
 from alembic import op
 import sqlalchemy as sa
@@ -70,6 +70,7 @@ def upgrade() -> None:
     sa.Column('destination_uidvalidity', sa.BigInteger(), nullable=True),
     sa.Column('sync_mode', sa.String(length=20), nullable=True),
     sa.Column('present', sa.Boolean(), nullable=False),
+    sa.Column('created', sa.Boolean(), nullable=False),
     sa.Column('last_synced_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['mailbox_id'], ['mailbox.id'], ),
     sa.PrimaryKeyConstraint('id'),

@@ -1,0 +1,5 @@
+"""``python -m mxshift`` runs the command line."""
+
+from mxshift.cli import main
+
+main()

@@ -1,0 +1,76 @@
+"""Shared pytest fixtures, one section per concern. Helper code lives in the package
+(``mxshift.testbed``); keep this file thin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mxshift.testbed.dovecot import DovecotServer, ServerPool
+
+# ---------------------------------------------------------------------------------------
+# Real Dovecot servers (session-scoped, started on first use, stopped together at the end)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dovecot_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
+    pool = ServerPool(tmp_path_factory.mktemp("dovecot"))
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def dovecot_src(dovecot_pool: ServerPool) -> DovecotServer:
+    """Default Dovecot: "/" separator, empty prefix, full capabilities."""
+    return dovecot_pool.get("src")
+
+
+@pytest.fixture(scope="session")
+def dovecot_dst(dovecot_pool: ServerPool) -> DovecotServer:
+    """Second default Dovecot, the usual migration target."""
+    return dovecot_pool.get("dst")
+
+
+@pytest.fixture(scope="session")
+def dovecot_maildirpp(dovecot_pool: ServerPool) -> DovecotServer:
+    """Courier-like: personal namespace prefix "INBOX.", separator "."."""
+    return dovecot_pool.get("maildirpp")
+
+
+@pytest.fixture(scope="session")
+def dovecot_nocaps(dovecot_pool: ServerPool) -> DovecotServer:
+    """No CONDSTORE, QRESYNC, MULTIAPPEND, UIDPLUS, MOVE, SPECIAL-USE, LITERAL+."""
+    return dovecot_pool.get("nocaps")
+
+
+@pytest.fixture(scope="session")
+def dovecot_tls(dovecot_pool: ServerPool) -> DovecotServer:
+    """Implicit TLS (trust ``ca_file``) with a master user (``master_user``)."""
+    return dovecot_pool.get("tls")
+
+
+@pytest.fixture(scope="session")
+def dovecot_starttls(dovecot_pool: ServerPool) -> DovecotServer:
+    """Plain port offering STARTTLS (trust ``ca_file``)."""
+    return dovecot_pool.get("starttls")
+
+
+@pytest.fixture(scope="session")
+def dovecot_limited(dovecot_pool: ServerPool) -> DovecotServer:
+    """5 MB storage quota per user, messages over 1 MB refused with NO [LIMIT]."""
+    return dovecot_pool.get("limited")
+
+
+# ---------------------------------------------------------------------------------------
+# Project directories
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tmp_project(tmp_path: Path) -> Path:
+    project = tmp_path / "proj"
+    project.mkdir()
+    return project
