@@ -116,6 +116,7 @@ class Bed:
 
     def run(self, hooks: Hooks | None = None, **settings: object) -> PassResult:
         assert self.db is not None
+        settings.setdefault("batch_messages", 2)  # several batches even in small scenarios
         return MailboxPass(self.db, self.mailbox_id,
                            source=lambda: self.store(self.src_server, self.su, self.sp),
                            destination=lambda: self.store(self.dst_server, self.du, self.dp),

@@ -191,7 +191,8 @@ class Journal:
         """Forget a folder's map (UIDVALIDITY changed); fingerprints re-adopt the copies."""
         with self.tx("journal reset folder") as s:
             s.execute(delete(Message).where(Message.folder_pair_id == pair_id))
-            s.execute(update(FolderPair).where(FolderPair.id == pair_id).values(**pair_values))
+            s.execute(update(FolderPair).where(FolderPair.id == pair_id)
+                      .values(last_synced_at=None, **pair_values))
 
     # -- flags ----------------------------------------------------------------------
     def record_flag_intent(self, pair_id: int, uids: list[int], text: str) -> None:

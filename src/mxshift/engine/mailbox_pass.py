@@ -350,7 +350,10 @@ class MailboxPass:
         if scan.new:
             if pair.present:
                 src.select(pair.source_name, readonly=True)
-            copier.copy(sorted(scan.new.values(), key=lambda m: m.uid), adopt=not known)
+            # Until a folder's first pass completes, the destination may hold copies we
+            # do not map yet (a previous tool, lost state, an interrupted adoption).
+            copier.copy(sorted(scan.new.values(), key=lambda m: m.uid),
+                        adopt=pair.last_synced_at is None or not known)
         if pair.present:
             self._apply_flags(dst, pair, scan, st.permanent_flags, result)
         if scan.vanished:
