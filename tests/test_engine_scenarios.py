@@ -24,6 +24,7 @@ import pytest
 from mxshift.engine.journal import CrashAt, SimulatedCrash
 from mxshift.engine.mailbox_pass import PassResult
 from harness import Bed, make_message
+from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate, load
 
 _counter = itertools.count()
 
@@ -109,6 +110,26 @@ def everything(bed: Bed) -> None:
     bed.put(("New Folder",), [make_message(40)], flags=["\\Seen", "$Label2"])
 
 
+def recreate_folder(bed: Bed) -> None:
+    """Deleted and re-created with the same mail: a new UIDVALIDITY, the same messages."""
+    c = bed.source()
+    name = bed.folder("src", "Projects", "2024")
+    c.select_folder(name)
+    data = c.fetch(c.search("ALL"), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+    c.close_folder()
+    c.delete_folder(name)
+    c.create_folder(name)
+    for item in data.values():
+        flags = [f for f in item[b"FLAGS"] if f != b"\\Recent"]
+        c.append(name, item[b"BODY[]"], flags=flags, msg_time=item[b"INTERNALDATE"])
+
+
+def corpus(bed: Bed) -> None:
+    spec = CorpusSpec(seed=7, messages=40, size_profile="small", duplicate_fraction=0.05,
+                      no_message_id_fraction=0.1)
+    load(bed.source(), generate(spec), folders=folder_tree(spec))
+
+
 def mass_delete(bed: Bed) -> None:
     c = bed.source()
     c.select_folder(bed.folder("src", "INBOX"))
@@ -171,6 +192,9 @@ SCENARIOS = [
     Scenario("move one of two identical", base_tree, move_duplicate, check_result=moved(1)),
     Scenario("folder renamed", base_tree, rename_folder, check_result=moved(3)),
     Scenario("everything at once", base_tree, everything),
+    Scenario("source UIDVALIDITY changed", base_tree, recreate_folder,
+             check_result=lambda r: (r.copied == 0 and r.adopted == 3) or pytest.fail(str(r))),
+    Scenario("realistic corpus", corpus, crash_stride=7),
     Scenario("mass delete blocked", big_inbox, mass_delete, expect=mass_delete_blocked,
              settings={"deletion_floor": 5}),
     Scenario("mass delete allowed", big_inbox, mass_delete,
