@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from mxshift import __version__
 from mxshift.errors import MxshiftError
@@ -51,7 +52,9 @@ def main_options(
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    # The message is plain text, never markup: "[source.admin]" in a config error must
+    # survive. soft_wrap: a long error stays one line whatever the terminal width.
+    err.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -63,7 +66,7 @@ def main() -> None:
     try:
         app()
     except MxshiftError as exc:  # a last net: commands catch their own
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

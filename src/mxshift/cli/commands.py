@@ -45,6 +45,10 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
+def _pair(source: str, destination: str) -> str:
+    return source if source == destination else f"{source} -> {destination}"
+
+
 @app.command()
 def init(force: bool = typer.Option(False, help="Overwrite existing files.")) -> None:
     """Write mxshift.toml and mailboxes.csv templates into the project directory."""
@@ -80,16 +84,19 @@ def preflight(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Onl
     else:
         t = Table(title="preflight")
         for col in ("mailbox", "ready", "folders", "messages", "size", "dest quota",
-                    "capabilities (dest)", "blockers / warnings"):
+                    "blockers / warnings"):
             t.add_column(col)
         for r in results:
             q = r.destination.quota
-            t.add_row(f"{r.source_user} -> {r.destination_user}",
+            missing = [c for c in preflight_mod.USEFUL if c not in r.destination.capabilities]
+            notes = r.blockers + [f"warning: {w}" for w in r.warnings]
+            if r.destination.ok and missing:
+                notes.append("destination lacks " + ", ".join(missing))
+            t.add_row(_pair(r.source_user, r.destination_user),
                       "[green]yes" if r.ready else "[red]NO", str(r.source.folders),
                       str(r.source.messages), _size(r.source.size),
                       f"{_size(q.used_bytes)} / {_size(q.limit_bytes)}" if q else "-",
-                      " ".join(r.destination.capabilities),
-                      "\n".join(r.blockers + [f"warning: {w}" for w in r.warnings]))
+                      "\n".join(notes))
         out.print(t)
     if any(not r.ready for r in results):
         raise typer.Exit(2)
@@ -129,9 +136,10 @@ def sync(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only thi
             bad += 1
         if r.error:
             line += f": {r.error}"
-        (err if r.status == "failed" else out).print(line, markup=False, highlight=False)
+        (err if r.status == "failed" else out).print(line, markup=False, highlight=False,
+                                                   soft_wrap=True)
         for note in r.notes:
-            out.print(f"  {note}", markup=False, highlight=False)
+            out.print(f"  {note}", markup=False, highlight=False, soft_wrap=True)
     if bad:
         raise typer.Exit(1)
 
@@ -147,13 +155,13 @@ def status(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only t
         out.print_json(json.dumps([r.as_json() for r in rows]))
         return
     t = Table(title="mailboxes")
-    for col in ("source", "destination", "state", "last pass", "when", "on destination",
-                "copied", "bytes", "skipped", "failed", "last error"):
+    for col in ("mailbox", "state", "last pass", "on dest", "copied", "size", "skipped",
+                "failed", "last error"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r.source_user, r.destination_user, r.status,
-                  f"{r.last_pass_kind} {r.last_pass}" if r.last_pass else "-",
-                  r.last_pass_at.strftime("%Y-%m-%d %H:%M") if r.last_pass_at else "-",
+        when = r.last_pass_at.strftime("%m-%d %H:%M") if r.last_pass_at else ""
+        t.add_row(_pair(r.source_user, r.destination_user), r.status,
+                  f"{r.last_pass_kind} {r.last_pass} {when}" if r.last_pass else "-",
                   str(r.messages_on_destination), str(r.copied), _size(r.bytes_copied),
                   str(r.skipped), str(r.failed), r.last_error or "")
     out.print(t)

@@ -134,7 +134,8 @@ class FolderCopier:
             pending.append(Pending(raw.uid, fp.value, fp.strong, chash, len(raw.raw), kept))
             raws[raw.uid] = raw
         if not pending:
-            self.owner.progress.advance(self.result.mailbox, len(msgs), 0)
+            self.owner.progress.advance(self.result.mailbox, len(msgs),
+                                        sum(m.size for m in msgs))
             return
         floor = self.next_uid
         self.journal.record_pending(self.pair.id, pending, floor)
@@ -158,7 +159,7 @@ class FolderCopier:
             self.next_uid = max(self.next_uid, max(known_uids) + 1)
         self.result.copied += len(landed)
         self.result.bytes_copied += sent_bytes
-        self.owner.progress.advance(self.result.mailbox, len(msgs), sent_bytes)
+        self.owner.progress.advance(self.result.mailbox, len(msgs), sum(m.size for m in msgs))
 
     def _append(self, p: Pending, raw: RawMessage,
                 subject: str) -> tuple[int | None, str, int] | None:

@@ -154,9 +154,9 @@ class MailboxPass:
                 self._folder_error(pair, exc, result)
         self._identify_new(src, scans)
         moves = self._plan_moves(scans)
+        self._execute_moves(dst, scans, moves, pairs, result)
         self.progress.start(result.mailbox, sum(len(s.new) for s in scans.values()),
                             sum(m.size for s in scans.values() for m in s.new.values()))
-        self._execute_moves(dst, scans, moves, pairs, result)
         for pair_id, scan in sorted(scans.items()):
             try:
                 self._apply(src, dst, scan, result)

@@ -249,10 +249,18 @@ class ImapStore:
             resp = self._c.append(folder, raw, flags=tuple(sorted(flags)), msg_time=internaldate)
         except IMAPClientError as exc:
             text = _clean(str(exc))
-            if any(code in text.upper() for code in _BACKOFF_CODES):
+            upper = text.upper()
+            # On APPEND, [LIMIT]/[TOOBIG] refuse this message (Dovecot: "Mail size is larger
+            # than the maximum size"), not the server: skip it, don't back off.
+            if "[LIMIT]" in upper or "[TOOBIG]" in upper:
+                raise MessageError(text, retry=Retry.FINAL) from None
+            if "[OVERQUOTA]" in upper:  # every further message would be refused too
+                raise MailboxError(f"{self._host}: mailbox full: {text}",
+                                   retry=Retry.FINAL) from None
+            if any(code in upper for code in _BACKOFF_CODES):
                 raise EndpointError(f"{self._host}: {text}", retry=Retry.WAIT,
                                     wait_seconds=60) from None
-            if "TRYCREATE" in text.upper():
+            if "TRYCREATE" in upper:
                 raise FolderError(f"APPEND to {folder!r}: {text}") from None
             raise MessageError(text, retry=Retry.FINAL) from None
         except OSError as exc:
@@ -276,13 +284,13 @@ class ImapStore:
         if not uids:
             return {}
         uidset = compress_uids(sorted(uids))
+        self._uidplus_codes()  # drop stale ones
         if "MOVE" in self.capabilities:
-            self._c._imap.untagged_responses.pop("OK", None)
             resp = self._call(self._c.move, uidset, folder)
-            codes = [resp or b""] + list(self._c._imap.untagged_responses.pop("OK", []))
+            codes = [resp or b""] + self._uidplus_codes()
         else:
             resp = self._call(self._c.copy, uidset, folder)
-            codes = [resp or b""]
+            codes = [resp or b""] + self._uidplus_codes()
             self.expunge(uids)
         if "UIDPLUS" not in self.capabilities:
             return None
@@ -320,6 +328,19 @@ class ImapStore:
         return None
 
     # -- helpers --------------------------------------------------------------------
+    def _uidplus_codes(self) -> list[bytes]:
+        """Response codes imaplib set aside since the last call.
+
+        UID COPY/MOVE answer with untagged FETCH data only (imaplib's ``uid()``), so the
+        tagged ``OK [COPYUID ...]`` of a COPY survives only where imaplib files every
+        bracketed code: ``untagged_responses["COPYUID"]`` (MOVE sends it untagged: "OK").
+        """
+        pending = self._c._imap.untagged_responses
+        codes = [c for c in pending.pop("OK", []) if isinstance(c, bytes)]
+        codes += [b"[COPYUID " + c + b"]" for c in pending.pop("COPYUID", [])
+                  if isinstance(c, bytes)]
+        return codes
+
     def _fetch(self, uidset: str, items: list[str],
                modifiers: list[str] | None = None) -> dict[int, dict[bytes, object]]:
         """UID FETCH over a compressed UID set ("1:500,720").

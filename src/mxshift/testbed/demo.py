@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"project directory: {project} (state in {project / 'mxshift.db'})")
         if args.keep:
             print(f"servers left running: source 127.0.0.1:{src.port}, destination "
-                  f"127.0.0.1:{dst.port}; stop with: kill $(cat {src.base_dir}/run/master.pid)")
+                  f"127.0.0.1:{dst.port}; stop them with: kill {src.pid} {dst.pid}")
         return 0 if ok else 1
     finally:
         if not args.keep:
