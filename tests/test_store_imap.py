@@ -4,6 +4,7 @@ refusals, and UID sets too large to list one by one. No mocks: every test talks 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -143,6 +144,21 @@ def test_admin_login_lands_in_the_users_mailbox(dovecot_tls: DovecotServer, mode
     assert err.value.retry == Retry.FINAL and "not-the-admin-pw" not in str(err.value)
 
 
+def test_close_logs_out_and_tolerates_a_dead_connection(dovecot_src: DovecotServer,
+                                                        open_store: OpenStore) -> None:
+    user, _pw = dovecot_src.new_user()
+    store = open_store(dovecot_src, user)
+    assert dovecot_src.connection_count(user) == 1
+    store.close()
+    deadline = time.monotonic() + 5
+    while dovecot_src.connection_count(user) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert dovecot_src.connection_count(user) == 0
+    store.close()  # already gone: no error
+    with pytest.raises(EndpointError):
+        store.status("INBOX")
+
+
 # -- the Store contracts on a full-featured server -----------------------------------------------
 def test_namespace_folders_and_idempotent_create(dovecot_src: DovecotServer,
                                                  open_store: OpenStore) -> None:
@@ -181,6 +197,8 @@ def test_status_and_select(dovecot_src: DovecotServer, open_store: OpenStore) ->
     rw = store.select("INBOX", readonly=False)
     assert rw.permanent_flags is not None and "\\*" in rw.permanent_flags
 
+    with pytest.raises(FolderError):
+        store.append("No such folder", message("lost"), (), WHEN)  # [TRYCREATE]
     with pytest.raises(FolderError):
         store.status("No such folder")
     with pytest.raises(FolderError):
@@ -344,6 +362,9 @@ def test_quota_and_oversize_refusal_keeps_the_connection(dovecot_limited: Doveco
     store = open_store(dovecot_limited, user)
     q = store.quota()
     assert q is not None and q.limit_bytes == 5 * MB and q.used_bytes == 0
+    # Dovecot refuses before reading the literal; a non-synchronising {n+} literal would
+    # then be read as commands. imaplib's APPEND always waits for "+", even with LITERAL+.
+    assert "LITERAL+" in store.capabilities
 
     big = message("big", (b"x" * 998 + b"\r\n") * 1500)  # ~1.5 MB
     with pytest.raises(MessageError) as err:

@@ -209,7 +209,11 @@ class MailboxPass:
             dest_name = pair.destination_name if pair else m.destination
             created = False
             if dest_name not in existing and dest_name.upper() != "INBOX":
-                dst.create_folder(dest_name)
+                try:
+                    dst.create_folder(dest_name)
+                except FolderError as exc:
+                    self._refused_folder(src, m.source, dest_name, m.selectable, exc, result)
+                    continue
                 self.hooks.checkpoint("create folder")
                 existing.add(dest_name)
                 created = True
@@ -234,6 +238,17 @@ class MailboxPass:
         for text in mapping.collisions:
             result.notes.append(text)
         return self._load_pairs()
+
+    def _refused_folder(self, src: Store, source: str, dest_name: str, selectable: bool,
+                        exc: FolderError, result: PassResult) -> None:
+        """The destination will not have this name: say so, copy the rest, retry next pass."""
+        count = src.status(source).messages if selectable else 0
+        reason = (f"the destination refused to create {dest_name!r} ({exc}); the folder's "
+                  f"{count} message(s) were not copied. Add a [[folders.rename]] rule for it")
+        result.errors += 1
+        result.notes.append(f"{source}: {reason}")
+        self.journal.finding(Finding(mailbox_id=self.mailbox_id, pass_id=self.pass_id,
+                                     kind="folder_error", folder=source, reason=reason))
 
     def _load_pairs(self) -> dict[int, FolderPair]:
         with self.db.session() as s:
