@@ -155,8 +155,32 @@ def test_close_logs_out_and_tolerates_a_dead_connection(dovecot_src: DovecotServ
         time.sleep(0.05)
     assert dovecot_src.connection_count(user) == 0
     store.close()  # already gone: no error
-    with pytest.raises(EndpointError):
-        store.status("INBOX")
+
+
+DEAD_CONNECTION_CALLS: dict[str, Callable[[ImapStore], object]] = {
+    "status": lambda s: s.status("INBOX"),
+    "select": lambda s: s.select("INBOX", readonly=True),
+    "uid_flags": lambda s: s.uid_flags(),
+    "append": lambda s: s.append("INBOX", message("late"), (), WHEN),
+    "create_folder": lambda s: s.create_folder("Late"),
+    "move": lambda s: s.move([1], "INBOX"),
+}
+
+
+@pytest.mark.parametrize("call", list(DEAD_CONNECTION_CALLS))
+def test_a_dropped_connection_is_an_endpoint_error(dovecot_src: DovecotServer, call: str,
+                                                   open_store: OpenStore) -> None:
+    """A BYE/EOF is the server's trouble, never a refused message or a bad folder."""
+    user, _pw = dovecot_src.new_user()
+    store = open_store(dovecot_src, user)
+    fill(store, "INBOX", 1)
+    store.select("INBOX", readonly=False)
+    dovecot_src.doveadm("kick", user)
+    time.sleep(0.05)
+    with pytest.raises(EndpointError) as err:
+        DEAD_CONNECTION_CALLS[call](store)
+    assert err.value.retry == Retry.TEMPORARY
+    store.close()  # tolerated
 
 
 # -- the Store contracts on a full-featured server -----------------------------------------------

@@ -57,7 +57,7 @@ def init(force: bool = typer.Option(False, help="Overwrite existing files.")) ->
     except MxshiftError as exc:
         fail(str(exc))
     for path in written:
-        out.print(f"wrote {path}")
+        out.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
 
 
 @mailboxes_app.command("import")

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Iterable, Iterator
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.response_parser import parse_fetch_response
 from imapclient.imapclient import seq_to_parenstr_upper
 
@@ -30,6 +30,9 @@ _META_ITEMS = ["RFC822.SIZE", "FLAGS", "INTERNALDATE",
                "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"]
 _UIDPLUS_RE = re.compile(rb"\[(APPENDUID|COPYUID) (\d+) ([\d:,]+)(?: ([\d:,]+))?\]", re.I)
 _BACKOFF_CODES = ("[UNAVAILABLE]", "[LIMIT]", "[INUSE]", "[SERVERBUG]", "THROTTL")
+# The connection is gone (BYE, EOF, reset, timeout): imaplib's "abort" is a subclass of
+# its "error", so these must be caught first, or a dead server reads as a bad folder.
+_LOST = (IMAPClientAbortError, OSError, socket.timeout)
 
 
 def _s(value: bytes | str) -> str:
@@ -151,13 +154,13 @@ class ImapStore:
     def create_folder(self, name: str) -> None:
         try:
             self._c.create_folder(name)
+        except _LOST as exc:
+            raise _endpoint_error(self._host, exc) from None
         except IMAPClientError as exc:
             if "ALREADYEXISTS" in str(exc).upper() or "exists" in str(exc).lower():
                 return
             raise FolderError(f"cannot create folder {name!r}: {_clean(str(exc))}",
                               retry=Retry.FINAL) from None
-        except OSError as exc:
-            raise _endpoint_error(self._host, exc) from None
 
     def delete_folder(self, name: str) -> None:
         if self._selected == name:
@@ -173,10 +176,10 @@ class ImapStore:
             items.append("SIZE")
         try:
             st = self._c.folder_status(folder, items)
+        except _LOST as exc:
+            raise _endpoint_error(self._host, exc) from None
         except IMAPClientError as exc:
             raise FolderError(f"STATUS {folder!r}: {_clean(str(exc))}") from None
-        except OSError as exc:
-            raise _endpoint_error(self._host, exc) from None
         return FolderStatus(uidvalidity=int(st[b"UIDVALIDITY"]), uidnext=int(st[b"UIDNEXT"]),
                             messages=int(st[b"MESSAGES"]),
                             highestmodseq=int(st[b"HIGHESTMODSEQ"])
@@ -186,10 +189,10 @@ class ImapStore:
     def select(self, folder: str, *, readonly: bool) -> FolderStatus:
         try:
             st = self._c.select_folder(folder, readonly=readonly)
+        except _LOST as exc:
+            raise _endpoint_error(self._host, exc) from None
         except IMAPClientError as exc:
             raise FolderError(f"SELECT {folder!r}: {_clean(str(exc))}") from None
-        except OSError as exc:
-            raise _endpoint_error(self._host, exc) from None
         self._selected = folder
         uidnext = st.get(b"UIDNEXT")
         if uidnext is None:  # some servers omit it from SELECT; STATUS always has it
@@ -247,6 +250,8 @@ class ImapStore:
                internaldate: datetime) -> int | None:
         try:
             resp = self._c.append(folder, raw, flags=tuple(sorted(flags)), msg_time=internaldate)
+        except _LOST as exc:
+            raise _endpoint_error(self._host, exc) from None
         except IMAPClientError as exc:
             text = _clean(str(exc))
             upper = text.upper()
@@ -263,8 +268,6 @@ class ImapStore:
             if "TRYCREATE" in upper:
                 raise FolderError(f"APPEND to {folder!r}: {text}") from None
             raise MessageError(text, retry=Retry.FINAL) from None
-        except OSError as exc:
-            raise _endpoint_error(self._host, exc) from None
         if "UIDPLUS" not in self.capabilities:
             return None  # an unadvertised APPENDUID is not to be relied on
         parsed = parse_uidplus(resp or b"")
@@ -319,6 +322,8 @@ class ImapStore:
             return None
         try:
             _roots, quotas = self._c.get_quota_root("INBOX")
+        except _LOST as exc:
+            raise _endpoint_error(self._host, exc) from None
         except IMAPClientError:
             return None
         for q in quotas:
@@ -361,6 +366,8 @@ class ImapStore:
     def _call(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         try:
             return fn(*args, **kwargs)
+        except _LOST as exc:
+            raise _endpoint_error(self._host, exc) from None
         except IMAPClientError as exc:
             text = _clean(str(exc))
             if any(code in text.upper() for code in _BACKOFF_CODES):
@@ -368,8 +375,6 @@ class ImapStore:
                                     wait_seconds=60) from None
             raise FolderError(f"{getattr(fn, '__name__', 'command')} on "
                               f"{self._selected!r}: {text}") from None
-        except (OSError, socket.timeout) as exc:
-            raise _endpoint_error(self._host, exc) from None
 
 
 def _clean(text: str) -> str:
