@@ -290,6 +290,34 @@ def test_add_and_remove_flags_including_keywords(dovecot_src: DovecotServer,
                                  u3: frozenset({"$Label1"})}
 
 
+def test_another_sessions_flag_changes_stay_with_their_messages(
+        dovecot_src: DovecotServer, open_store: OpenStore) -> None:
+    """Dovecot reports them as ``* <seq> FETCH (FLAGS ...)`` without a UID; once UIDs and
+    sequence numbers differ, keying that by UID would give one message another's flags."""
+    user, _pw = dovecot_src.new_user()
+    store = open_store(dovecot_src, user)
+    u1, u2, u3, u4 = fill(store, "INBOX", 4)
+    store.select("INBOX", readonly=False)
+    store.expunge([u1])  # now UIDs 2, 3, 4 are sequence numbers 1, 2, 3
+
+    def other_session_flags(uid: int, flag: str) -> None:
+        client = dovecot_src.connect(user)
+        try:
+            client.select_folder("INBOX")
+            client.add_flags([uid], [flag])
+        finally:
+            client.logout()
+
+    other_session_flags(u3, "\\Flagged")
+    [meta] = store.fetch_meta([u2])
+    assert meta.flags == frozenset()
+    other_session_flags(u4, "$Other")
+    assert store.uid_flags() == {u2: frozenset(), u3: frozenset({"\\Flagged"}),
+                                 u4: frozenset({"$Other"})}
+    other_session_flags(u4, "\\Seen")
+    assert [(m.uid, m.flags) for m in store.fetch_raw([u3])] == [(u3, frozenset({"\\Flagged"}))]
+
+
 def test_move_returns_copyuid_map(dovecot_src: DovecotServer, open_store: OpenStore) -> None:
     user, _pw = dovecot_src.new_user()
     store = open_store(dovecot_src, user)

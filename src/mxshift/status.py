@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 
@@ -46,7 +46,15 @@ def status(proj: OpenProject, only: str | None = None) -> list[MailboxStatus]:
                 source_user=mb.source_user, destination_user=mb.destination_user,
                 status=mb.status, last_pass=last.status if last else None,
                 last_pass_kind=last.kind if last else None,
-                last_pass_at=mb.last_pass_at, messages_on_destination=on_dest,
+                last_pass_at=_utc(mb.last_pass_at), messages_on_destination=on_dest,
                 copied=mb.messages_copied, bytes_copied=mb.bytes_copied, skipped=skipped,
                 failed=mb.messages_failed, last_error=mb.last_error))
     return out
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    """Times are written in UTC; SQLite hands them back without a zone, so say it again
+    (``status --json`` must not print an ambiguous local-looking time)."""
+    if when is not None and when.tzinfo is None:
+        return when.replace(tzinfo=timezone.utc)
+    return when

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mxshift import preflight as preflight_mod
@@ -85,7 +86,7 @@ def preflight(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Onl
         t = Table(title="preflight")
         for col in ("mailbox", "ready", "folders", "messages", "size", "dest quota",
                     "blockers / warnings"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")  # wrap, never cut text off
         for r in results:
             q = r.destination.quota
             missing = [c for c in preflight_mod.USEFUL if c not in r.destination.capabilities]
@@ -96,7 +97,7 @@ def preflight(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Onl
                       "[green]yes" if r.ready else "[red]NO", str(r.source.folders),
                       str(r.source.messages), _size(r.source.size),
                       f"{_size(q.used_bytes)} / {_size(q.limit_bytes)}" if q else "-",
-                      "\n".join(notes))
+                      escape("\n".join(notes)))
         out.print(t)
     if any(not r.ready for r in results):
         raise typer.Exit(2)
@@ -157,11 +158,11 @@ def status(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only t
     t = Table(title="mailboxes")
     for col in ("mailbox", "state", "last pass", "on dest", "copied", "size", "skipped",
                 "failed", "last error"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")  # wrap, never cut text off
     for r in rows:
         when = r.last_pass_at.strftime("%m-%d %H:%M") if r.last_pass_at else ""
         t.add_row(_pair(r.source_user, r.destination_user), r.status,
                   f"{r.last_pass_kind} {r.last_pass} {when}" if r.last_pass else "-",
                   str(r.messages_on_destination), str(r.copied), _size(r.bytes_copied),
-                  str(r.skipped), str(r.failed), r.last_error or "")
+                  str(r.skipped), str(r.failed), escape(r.last_error or ""))
     out.print(t)

@@ -25,6 +25,7 @@ from typing import Callable, Protocol
 
 from sqlalchemy import delete, select, update
 
+from mxshift.engine import lease
 from mxshift.engine.copier import FolderCopier, NewMessage
 from mxshift.engine.journal import Hooks, Journal
 from mxshift.engine.locate import locate
@@ -111,24 +112,28 @@ class MailboxPass:
             mb = s.get(Mailbox, self.mailbox_id)
             assert mb is not None, f"no mailbox {self.mailbox_id}"
             label = mb.source_user
-            has_passed = s.scalar(select(Pass.id).where(Pass.mailbox_id == mb.id,
-                                                        Pass.status != "failed").limit(1))
+            has_passed = s.scalar(select(Pass.id).where(
+                Pass.mailbox_id == mb.id, Pass.status.in_(("ok", "partial"))).limit(1))
         result = PassResult(mailbox=label, kind="delta" if has_passed else "prestage")
-        with self.journal.tx("journal pass start") as s:
-            run = Pass(mailbox_id=self.mailbox_id, kind=result.kind)
-            s.add(run)
-            s.flush()
-            self.pass_id = run.id
-            s.execute(update(Mailbox).where(Mailbox.id == self.mailbox_id)
-                      .values(status="running"))
+        try:
+            self.pass_id = lease.acquire(self.db, self.mailbox_id, result.kind)
+        except MailboxError as exc:
+            result.status, result.error = "failed", str(exc)
+            self.progress.finish(label, result)
+            return result
+        try:
+            return self._run_leased(label, result, started)
+        finally:
+            lease.release(self.pass_id)  # also on a (simulated) kill: this process is done
+
+    def _run_leased(self, label: str, result: PassResult, started: float) -> PassResult:
+        self.hooks.checkpoint("journal pass start")
         src = dst = None
         try:
             src = self.open_source()
             dst = self.open_destination()
             self._run(src, dst, result)
             result.status = "ok"
-        except (MailboxError, EndpointError) as exc:
-            result.status, result.error = "failed", str(exc)
         except SyncError as exc:
             result.status, result.error = "failed", str(exc)
         finally:

@@ -110,7 +110,8 @@ class Pass(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id"), index=True)
     kind: Mapped[str] = mapped_column(String(12))  # prestage|delta
-    status: Mapped[str] = mapped_column(String(12), default="running")  # running|ok|partial|failed
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running|ok|partial|failed|interrupted
+    owner: Mapped[str | None] = mapped_column(String(200))  # host:pid of the process running it
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     copied: Mapped[int] = mapped_column(Integer, default=0)

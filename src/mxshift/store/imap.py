@@ -352,6 +352,10 @@ class ImapStore:
 
         imapclient's ``fetch`` keeps only UIDs it was given one by one, which would force
         a 50,000-UID command line; this keeps its parser and drops that filter.
+
+        Keyed by the UID inside each response: a server reports another session's flag
+        change as ``* 2 FETCH (FLAGS (...))`` without a UID, which keyed "by UID" would
+        land on (and overwrite) the message whose UID happens to be 2.
         """
         c = self._c
         args = ["UID", "FETCH", uidset, seq_to_parenstr_upper(items)]
@@ -361,7 +365,9 @@ class ImapStore:
         typ, data = c._imap._command_complete("FETCH", tag)
         c._checkok("fetch", typ, data)
         typ, data = c._imap._untagged_response(typ, data, "FETCH")
-        return parse_fetch_response(data, c.normalise_times, True)
+        by_seq = parse_fetch_response(data, c.normalise_times, False)
+        return {int(item[b"UID"]): item for item in by_seq.values()  # type: ignore[arg-type]
+                if b"UID" in item}
 
     def _call(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         try:
