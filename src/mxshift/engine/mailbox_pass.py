@@ -323,19 +323,25 @@ class MailboxPass:
         for old, new in moves:
             groups[(old.pair_id, new.pair_id)].append((old, new))
         for (a, b), items in sorted(groups.items()):
-            for old, new in items:  # settled or not, neither side is new/vanished any more
-                scans[a].vanished.remove(old.source_uid)
-                scans[b].new.pop(new.source_uid, None)
             if a == b:
                 for old, new in items:
+                    scans[a].vanished.remove(old.source_uid)
+                    scans[b].new.pop(new.source_uid, None)
                     self.journal.rekey(a, old.source_uid, new.source_uid)
                 continue
             rows = self.journal.rows(a, [o.source_uid for o, _ in items])
+            # A copy whose destination UID we never learnt cannot be moved: it stays
+            # vanished (deleted) and the new message is copied.
+            todo = [(rows[o.source_uid], n) for o, n in items
+                    if rows[o.source_uid].destination_uid is not None]
+            for row, n in todo:
+                scans[a].vanished.remove(row.source_uid)
+                scans[b].new.pop(n.source_uid, None)
+            if not todo:
+                continue
             target_name = pairs[b].destination_name
             floor = dst.status(target_name).uidnext
             dst.select(pairs[a].destination_name, readonly=False)
-            todo = [(rows[o.source_uid], n) for o, n in items
-                    if rows[o.source_uid].destination_uid is not None]
             for row, n in todo:
                 self.journal.record_move(row.id, b, n.source_uid, floor)
             uid_map = dst.move([r.destination_uid for r, _ in todo], target_name)  # type: ignore[misc]
