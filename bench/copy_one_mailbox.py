@@ -19,8 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate, load
-from mxshift.testbed.dovecot import DovecotConfig, start_dovecot
+from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
+from mxshift.testbed.corpus_load import load
+from mxshift.testbed.dovecot import start_dovecot
+from mxshift.testbed.dovecot_config import DovecotConfig
 from mxshift.testbed.snapshot import diff, snapshot
 
 

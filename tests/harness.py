@@ -21,7 +21,7 @@ from mxshift.state.db import StateDB, open_state
 from mxshift.state.models import Finding, Mailbox, Message, Project
 from mxshift.store.auth import Credentials
 from mxshift.store.imap import ImapStore
-from mxshift.testbed.corpus import server_folder_name
+from mxshift.testbed.corpus_load import server_folder_name
 from mxshift.testbed.dovecot import DovecotServer
 from mxshift.testbed.snapshot import diff, snapshot
 

@@ -28,7 +28,8 @@ from mxshift.config import load_project
 from mxshift.state.db import DB_FILE, open_state
 from mxshift.state.models import Finding
 from mxshift.templates import MAILBOX_TEMPLATE, PROJECT_TEMPLATE
-from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate, load
+from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
+from mxshift.testbed.corpus_load import load
 from mxshift.testbed.dovecot import DovecotServer, free_port
 from mxshift.testbed.snapshot import diff, snapshot
 

@@ -14,16 +14,15 @@ from mxshift.config import (
     AdminLogin,
     Endpoint,
     FolderRules,
-    MailboxEntry,
     PassOptions,
     ProjectConfig,
     RenameRule,
     load_project,
-    parse_mailbox_csv,
     parse_project,
     parse_size,
 )
 from mxshift.errors import ConfigError
+from mxshift.mailbox_csv import MailboxEntry, parse_mailbox_csv
 from mxshift.secrets import SecretRef
 from mxshift.templates import write_templates
 

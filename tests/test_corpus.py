@@ -21,10 +21,9 @@ from mxshift.testbed.corpus import (
     CorpusSpec,
     folder_tree,
     generate,
-    load,
-    server_folder_name,
     total_size,
 )
+from mxshift.testbed.corpus_load import load, server_folder_name
 from mxshift.testbed.snapshot import MessageState, diff, expected, logical_path, snapshot
 
 # Realistic profile, 200 messages, default 10 MiB max: contains a >1 MiB message.

@@ -4,7 +4,8 @@ non-ASCII and nested folders, keywords, no Message-ID, duplicates) copied exactl
 from __future__ import annotations
 
 from harness import Bed
-from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate, load
+from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
+from mxshift.testbed.corpus_load import load
 
 
 def test_realistic_corpus_is_copied_byte_exact(dovecot_maildirpp, dovecot_dst, tmp_path) -> None:

@@ -24,7 +24,8 @@ import pytest
 from mxshift.engine.journal import CrashAt, SimulatedCrash
 from mxshift.engine.mailbox_pass import PassResult
 from harness import Bed, make_message
-from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate, load
+from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
+from mxshift.testbed.corpus_load import load
 
 _counter = itertools.count()
 

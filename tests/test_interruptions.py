@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from harness import Bed
 from mxshift.state.models import Pass
-from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate, load
+from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
+from mxshift.testbed.corpus_load import load
 from mxshift.testbed.snapshot import diff, snapshot
 
 

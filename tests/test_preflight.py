@@ -7,7 +7,8 @@ from pathlib import Path
 from mxshift.preflight import preflight
 from mxshift.project import import_mailboxes, open_project
 from mxshift.sync import sync
-from mxshift.testbed.corpus import CorpusSpec, generate, load
+from mxshift.testbed.corpus import CorpusSpec, generate
+from mxshift.testbed.corpus_load import load
 
 
 def write_project(directory: Path, source, destination, *, dest_extra: str = "",

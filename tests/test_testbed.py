@@ -16,13 +16,8 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from mxshift.testbed.dovecot import (
-    MB,
-    DovecotConfig,
-    DovecotServer,
-    DovecotStartError,
-    start_dovecot,
-)
+from mxshift.testbed.dovecot import DovecotServer, DovecotStartError, start_dovecot
+from mxshift.testbed.dovecot_config import MB, DovecotConfig
 
 FULL_CAPS = {b"CONDSTORE", b"QRESYNC", b"UIDPLUS", b"MOVE", b"MULTIAPPEND", b"SPECIAL-USE",
              b"LITERAL+"}

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from mxshift.config import ProjectConfig, load_project, parse_mailbox_csv
+from mxshift.config import ProjectConfig, load_project
 from mxshift.errors import MxshiftError
+from mxshift.mailbox_csv import parse_mailbox_csv
 from mxshift.secrets import SecretBox
 from mxshift.state.db import StateDB, open_state
 from mxshift.state.models import Mailbox, Project

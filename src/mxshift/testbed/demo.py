@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from mxshift.testbed.corpus import CorpusSpec, generate, load
+from mxshift.testbed.corpus import CorpusSpec, generate
+from mxshift.testbed.corpus_load import load
 from mxshift.testbed.dovecot import DovecotServer, free_port, start_dovecot
 from mxshift.testbed.snapshot import diff, snapshot
 

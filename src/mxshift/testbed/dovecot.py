@@ -18,6 +18,11 @@ Layout of ``base_dir``::
     home/<user>/Maildir        run/ (Dovecot's own base_dir)  state/
 
 ``start_dovecot`` returns only once the server greets *and* a probe user can log in.
+
+What an instance is told (:class:`DovecotConfig`, the standard variants, and the files it
+reads: ``dovecot.conf``, the passwd-files, the TLS certificates) is written by
+:mod:`mxshift.testbed.dovecot_config`; this module runs instances: start, wait until
+ready, users, clients, introspection, stop.
 """
 
 from __future__ import annotations
@@ -41,8 +46,19 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
+from mxshift.testbed.dovecot_config import (
+    VARIANTS,
+    DovecotConfig,
+    DovecotStartError,
+    check_passwd_field,
+    check_user_name,
+    make_certs,
+    read_users,
+    render_config,
+    write_passwd,
+)
+
 __all__ = [
-    "DovecotConfig",
     "DovecotServer",
     "DovecotStartError",
     "start_dovecot",
@@ -50,46 +66,14 @@ __all__ = [
     "ensure_mail_user",
     "stop_servers",
     "ServerPool",
-    "VARIANTS",
-    "NOCAPS_CAPABILITIES",
 ]
 
 MAIL_USER = "vmail"
 PROBE_USER = "mxshift-probe"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
-SPECIAL_USE = (("Drafts", r"\Drafts"), ("Sent", r"\Sent"), ("Trash", r"\Trash"),
-               ("Junk", r"\Junk"), ("Archive", r"\Archive"))
 # Unix socket paths are limited to 107 bytes; Dovecot's longest socket name is ~26.
 _MAX_RUN_DIR_LEN = 70
-
-
-class DovecotStartError(RuntimeError):
-    """The server did not come up; the message carries the tail of its log."""
-
-
-@dataclass(frozen=True)
-class DovecotConfig:
-    """What kind of server to start. The defaults are a modern, fully featured Dovecot."""
-
-    namespace_prefix: str = ""          # "INBOX." for a Maildir++/Courier-style server
-    separator: str = "/"                # "." for Maildir++ style
-    capabilities: str | None = None     # full post-login imap_capability override
-    tls: str | None = None              # None | "tls" (implicit TLS) | "starttls"
-    master_users: bool = False          # master passdb, separator "*"
-    quota_bytes: int | None = None      # maildir quota (storage rule) + imap_quota
-    max_message_size: int | None = None  # quota_max_mail_size: larger APPENDs get NO
-    special_use: bool = True            # Drafts/Sent/Trash/Junk/Archive flagged (not auto-created)
-    fsync: bool = True                  # False -> mail_fsync = never (benchmarks)
-    max_userip_connections: int = 100
-    login_delays: bool = False          # Dovecot's 2 s failed-login delay + per-IP auth
-    #                                     penalty (up to 15 s on the next login); off = fast tests
-
-    def __post_init__(self) -> None:
-        if self.tls not in (None, "tls", "starttls"):
-            raise ValueError(f"tls must be None, 'tls' or 'starttls', not {self.tls!r}")
-        if len(self.separator) != 1:
-            raise ValueError("separator must be one character")
 
 
 @dataclass(eq=False)
@@ -133,12 +117,12 @@ class DovecotServer:
     # -- users ------------------------------------------------------------------------
     def add_user(self, user: str, password: str) -> None:
         """Add a user; it can log in immediately."""
-        _check_user_name(user)
-        _check_passwd_field(password)
+        check_user_name(user)
+        check_passwd_field(password)
         with self._lock:
             if user in self._users:
                 raise ValueError(f"user {user!r} already exists on {self.name}")
-            _write_passwd(self.users_dir / user, user, password)
+            write_passwd(self.users_dir / user, user, password)
             self._users[user] = password
 
     def new_user(self, prefix: str = "u") -> tuple[str, str]:
@@ -341,17 +325,17 @@ def _start(base_dir: Path, *, name: str, port: int, config: DovecotConfig,
     os.chmod(server.users_dir, 0o750)
     if root:
         shutil.chown(server.users_dir, group="dovecot")
-    server._users.update(_read_users(server.users_dir))  # a restart keeps its users
+    server._users.update(read_users(server.users_dir))  # a restart keeps its users
     server._users.pop(PROBE_USER, None)
     master_file = base_dir / "master-users"
     if config.master_users:
         server.master_user = ("mxadmin", secrets.token_urlsafe(12))
-        _write_passwd(master_file, *server.master_user)
+        write_passwd(master_file, *server.master_user)
     if config.tls:
-        server.ca_file = _make_certs(base_dir, host)
+        server.ca_file = make_certs(base_dir, host)
 
-    server.conf_file.write_text(_render_config(server, run_dir=run_dir, state_dir=state_dir,
-                                               master_file=master_file, uid=uid, gid=gid))
+    server.conf_file.write_text(render_config(server, run_dir=run_dir, state_dir=state_dir,
+                                              master_file=master_file, uid=uid, gid=gid))
     os.chmod(server.conf_file, 0o600)
     probe_password = secrets.token_urlsafe(12)
     server.add_user(PROBE_USER, probe_password)
@@ -376,29 +360,6 @@ def _start(base_dir: Path, *, name: str, port: int, config: DovecotConfig,
     return server
 
 
-# -- the standard variants (pytest fixtures, README demo, benchmarks) ----------------------
-#: Dovecot 2.3's post-login list minus CONDSTORE QRESYNC MULTIAPPEND UIDPLUS MOVE
-#: SPECIAL-USE LITERAL+ (the override also replaces the pre-login list, plus AUTH=...).
-#: Note: Dovecot still *accepts* e.g. ENABLE CONDSTORE; only the advertisement goes.
-NOCAPS_CAPABILITIES = (
-    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
-    "THREAD=REFS THREAD=ORDEREDSUBJECT URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE "
-    "LIST-EXTENDED I18NLEVEL=1 ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS "
-    "BINARY SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE NOTIFY"
-)
-MB = 1024 * 1024
-
-VARIANTS: dict[str, DovecotConfig] = {
-    "src": DovecotConfig(),
-    "dst": DovecotConfig(),
-    "maildirpp": DovecotConfig(namespace_prefix="INBOX.", separator="."),
-    "nocaps": DovecotConfig(capabilities=NOCAPS_CAPABILITIES),
-    "tls": DovecotConfig(tls="tls", master_users=True),
-    "starttls": DovecotConfig(tls="starttls"),
-    "limited": DovecotConfig(quota_bytes=5 * MB, max_message_size=1 * MB),
-}
-
-
 class ServerPool:
     """Starts each named variant on first use, under ``base_dir/<name>``; ``stop_all()``."""
 
@@ -421,103 +382,6 @@ class ServerPool:
         with self._lock:
             stop_servers(*self._servers.values())
             self._servers.clear()
-
-
-# -- internals -------------------------------------------------------------------------
-def _render_config(server: DovecotServer, *, run_dir: Path, state_dir: Path,
-                   master_file: Path, uid: int, gid: int) -> str:
-    c = server.config
-    root = os.geteuid() == 0
-    layout = ":LAYOUT=fs" if c.separator != "." else ""  # Maildir++ keeps "." natively
-    lines = [
-        f"# mxshift testbed instance {server.name!r} (generated, throwaway)",
-        f"instance_name = mxshift-{server.name}-{server.port}",
-        f"base_dir = {run_dir}",
-        f"state_dir = {state_dir}",
-        f"log_path = {server.log_file}",
-        "protocols = imap",
-        f"listen = {server.host}",
-        "disable_plaintext_auth = no",
-        "auth_mechanisms = plain login",
-        "auth_verbose = yes",
-        *([] if c.login_delays else [
-            "auth_failure_delay = 0",  # a refused login still takes ~0.5 s
-            # no penalty socket -> auth skips the per-IP penalty (documented switch)
-            "service anvil {", "  unix_listener anvil-auth-penalty {", "    mode = 0", "  }", "}",
-        ]),
-        f"first_valid_uid = {uid}",
-        f"last_valid_uid = {uid}",
-        f"first_valid_gid = {gid}",
-        f"last_valid_gid = {gid}",
-        f"mail_location = maildir:~/Maildir{layout}",
-        f"mail_fsync = {'optimized' if c.fsync else 'never'}",
-        f"mail_max_userip_connections = {c.max_userip_connections}",
-        "login_greeting = mxshift testbed ready.",
-    ]
-    if not root:  # unprivileged Dovecot: everything runs as the caller
-        me = pwd.getpwuid(os.getuid()).pw_name
-        lines += [f"default_internal_user = {me}", f"default_login_user = {me}"]
-    if c.capabilities is not None:
-        lines.append(f"imap_capability = {c.capabilities}")
-
-    if c.tls:
-        lines += ["ssl = yes", f"ssl_cert = <{server.base_dir / 'server.pem'}",
-                  f"ssl_key = <{server.base_dir / 'server.key'}",
-                  "ssl_min_protocol = TLSv1.2"]
-    else:
-        lines.append("ssl = no")
-    imap_port, imaps_port = (0, server.port) if c.tls == "tls" else (server.port, 0)
-    lines += [
-        "service imap-login {",
-        f"  inet_listener imap {{\n    address = {server.host}\n    port = {imap_port}\n  }}",
-        f"  inet_listener imaps {{\n    address = {server.host}\n    port = {imaps_port}\n  }}",
-        "}",
-    ]
-
-    lines += ["namespace inbox {", "  inbox = yes", f"  separator = {c.separator}",
-              f"  prefix = {c.namespace_prefix}"]
-    if c.special_use:
-        for mailbox, flag in SPECIAL_USE:
-            lines.append(f'  mailbox "{mailbox}" {{\n    special_use = {flag}\n    auto = no\n  }}')
-    lines.append("}")
-
-    passwd_args = "scheme=PLAIN username_format=%u"
-    if c.master_users:
-        lines += ["auth_master_user_separator = *",
-                  "passdb {", "  driver = passwd-file", f"  args = {passwd_args} {master_file}",
-                  "  master = yes", "  result_success = continue", "}"]
-    lines += ["passdb {", "  driver = passwd-file",
-              f"  args = {passwd_args} {server.users_dir}/%u", "}",
-              "userdb {", "  driver = static",
-              f"  args = uid={uid} gid={gid} home={server.base_dir / 'home'}/%u allow_all_users=yes",
-              "}"]
-
-    if c.quota_bytes is not None or c.max_message_size is not None:
-        lines += ["mail_plugins = $mail_plugins quota",
-                  "protocol imap {", "  mail_plugins = $mail_plugins imap_quota", "}",
-                  "plugin {", "  quota = maildir:User quota",
-                  f"  quota_rule = *:storage={c.quota_bytes or 0}B"]
-        if c.max_message_size is not None:
-            lines.append(f"  quota_max_mail_size = {c.max_message_size}B")
-        lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _make_certs(base_dir: Path, host: str) -> Path:
-    try:
-        import trustme
-    except ImportError as exc:  # test-only dependency
-        raise DovecotStartError("TLS testbed needs trustme: pip install -e '.[test]'") from exc
-    ca = trustme.CA()
-    cert = ca.issue_cert(host, "localhost")
-    ca_file = base_dir / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    cert.private_key_pem.write_to_path(str(base_dir / "server.key"))
-    os.chmod(base_dir / "server.key", 0o600)
-    with open(base_dir / "server.pem", "wb") as f:
-        for blob in cert.cert_chain_pems:
-            f.write(blob.bytes())
-    return ca_file
 
 
 def _wait_ready(server: DovecotServer, user: str, password: str) -> None:
@@ -603,37 +467,3 @@ def _grant_traverse(path: Path) -> None:
             raise DovecotStartError(f"{d} is not traversable by the mail user; "
                                     "choose a base_dir elsewhere")
         os.chmod(d, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
-
-
-def _write_passwd(path: Path, user: str, password: str) -> None:
-    """Write a one-line passwd-file atomically, readable by group ``dovecot`` (auth)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(f"{user}:{{PLAIN}}{password}::::::\n")
-    os.chmod(tmp, 0o640)
-    if os.geteuid() == 0:
-        shutil.chown(tmp, group="dovecot")
-    os.replace(tmp, path)
-
-
-def _read_users(users_dir: Path) -> dict[str, str]:
-    users = {}
-    for path in users_dir.iterdir():
-        if not path.name.startswith("."):
-            user, password = path.read_text().split(":", 2)[:2]
-            users[user] = password.removeprefix("{PLAIN}")
-    return users
-
-
-_USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@+-")
-
-
-def _check_user_name(user: str) -> None:
-    # the name becomes a file name (users/<name>) and a home directory
-    if not user or user.startswith(".") or not set(user) <= _USER_CHARS:
-        raise ValueError(f"testbed user names use [A-Za-z0-9._@+-], not {user!r}")
-
-
-def _check_passwd_field(value: str) -> None:
-    if not value or any(ch in value for ch in ":\n\r\0"):
-        raise ValueError(f"not usable in a passwd-file: {value!r}")
-

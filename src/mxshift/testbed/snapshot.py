@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
-from mxshift.testbed.corpus import CorpusMessage, personal_namespace
+from mxshift.testbed.corpus import CorpusMessage
+from mxshift.testbed.corpus_load import personal_namespace
 
 if TYPE_CHECKING:  # pragma: no cover
     from imapclient import IMAPClient
@@ -84,7 +85,7 @@ def _sorted(states: Iterable[MessageState]) -> list[MessageState]:
 
 def expected(messages: Iterable[CorpusMessage], *,
              folders: Iterable[tuple[str, ...]] = ()) -> Snapshot:
-    """The snapshot an account should have after ``corpus.load(client, messages, folders=...)``.
+    """The snapshot an account should have after ``corpus_load.load(client, messages, folders=...)``.
 
     Includes every folder in *folders*, every message's folder, and all their ancestors
     (``load`` creates ancestors), empty ones with ``[]``.
