@@ -52,3 +52,11 @@ def test_parse_uidplus_codes() -> None:
     assert parse_uidplus(b"OK [COPYUID 38505 304,319:320 3956:3958] Done") == \
         ("COPYUID", 38505, [304, 319, 320], [3956, 3957, 3958])
     assert parse_uidplus(b"APPEND completed") is None
+
+
+def test_line_end_repair_only_when_needed_and_fingerprint_follows() -> None:
+    assert repair.line_ends(RAW) is None
+    bare = RAW.replace(b"\r\n", b"\n")
+    fixed, note = repair.line_ends(bare)  # type: ignore[misc]
+    assert fixed == RAW and "CRLF" in note
+    assert fingerprint_bytes(fixed) == fingerprint_bytes(RAW) != fingerprint_bytes(bare)

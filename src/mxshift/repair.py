@@ -37,6 +37,17 @@ REPAIRS: tuple[Repair, ...] = (
 )
 
 
+def line_ends(raw: bytes) -> tuple[bytes, str] | None:
+    """The CRLF repair when ``raw`` needs it, else None.
+
+    IMAP literals carry CRLF line ends; Python's imaplib rewrites bare LF/CR on APPEND
+    anyway. Doing it ourselves, before identifying the message, keeps the fingerprint equal
+    to what the destination stores and makes the change visible instead of silent.
+    """
+    rep = REPAIRS[0]
+    return (rep.apply(raw), rep.description) if rep.applies(raw) else None
+
+
 def candidates(raw: bytes) -> list[tuple[bytes, str]]:
     """Repaired versions to try, least invasive first, each with what was changed.
 

@@ -57,6 +57,7 @@ class FolderCopier:
         self.dest_messages = status.messages
         self.permanent = status.permanent_flags
         self.dropped: dict[str, int] = defaultdict(int)
+        self.line_fixed: dict[int, tuple[int, str]] = {}
         limits = [x for x in (self.settings.max_message_size, appendlimit(dst.capabilities))
                   if x]
         self.size_limit = min(limits) if limits else None
@@ -118,6 +119,10 @@ class FolderCopier:
         raws: dict[int, RawMessage] = {}
         pending: list[Pending] = []
         for raw in self.src.fetch_raw([m.uid for m in fetch]):
+            line_fix = repair.line_ends(raw.raw)
+            if line_fix is not None:  # IMAP carries CRLF only: say so, identify what lands
+                raw = RawMessage(raw.uid, line_fix[0], raw.flags, raw.internaldate)
+                self.line_fixed[raw.uid] = (len(line_fix[0]), line_fix[1])
             fp = fingerprint_bytes(raw.raw)
             chash = content_hash(raw.raw)
             kept, dropped = copyable_flags(raw.flags, self.permanent)
@@ -131,7 +136,9 @@ class FolderCopier:
                                                        match[0], match[1])])
                     self.result.adopted += 1
                     continue
-            pending.append(Pending(raw.uid, fp.value, fp.strong, chash, len(raw.raw), kept))
+            note = self.line_fixed.get(raw.uid, (0, None))[1]
+            pending.append(Pending(raw.uid, fp.value, fp.strong, chash, len(raw.raw), kept,
+                                   repair=note))
             raws[raw.uid] = raw
         if not pending:
             self.owner.progress.advance(self.result.mailbox, len(msgs),
@@ -167,6 +174,10 @@ class FolderCopier:
         try:
             uid = self.dst.append(self.pair.destination_name, raw.raw, p.flags, raw.internaldate)
             self.hooks.checkpoint("append")
+            if p.repair:
+                self.journal.finding(self._finding(
+                    "repaired", p.source_uid, subject, p.size,
+                    f"copied with a repair: {p.repair}. This copy differs from the source."))
             return uid, p.fingerprint, len(raw.raw)
         except MessageError as exc:
             refusal = str(exc)
