@@ -3,7 +3,6 @@ lease that keeps two passes of one mailbox from running at once."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import sqlite3

@@ -32,7 +32,7 @@ from mxshift.engine.locate import locate
 from mxshift.engine.plan import Candidate, deletion_blocked, plan_folder, plan_moves
 from mxshift.engine.reconcile import reconcile
 from mxshift.engine.settings import PassSettings
-from mxshift.errors import EndpointError, FolderError, MailboxError, SyncError
+from mxshift.errors import FolderError, MailboxError, SyncError
 from mxshift.identity import fingerprint, identity_fields
 from mxshift.mapping import map_folders
 from mxshift.state.db import StateDB
