@@ -111,10 +111,10 @@ def everything(bed: Bed) -> None:
     bed.put(("New Folder",), [make_message(40)], flags=["\\Seen", "$Label2"])
 
 
-def recreate_folder(bed: Bed) -> None:
+def recreate_folder(bed: Bed, side: str = "src") -> None:
     """Deleted and re-created with the same mail: a new UIDVALIDITY, the same messages."""
-    c = bed.source()
-    name = bed.folder("src", "Projects", "2024")
+    c = bed.source() if side == "src" else bed.dest()
+    name = bed.folder(side, "Projects", "2024")
     c.select_folder(name)
     data = c.fetch(c.search("ALL"), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
     c.close_folder()
@@ -194,6 +194,9 @@ SCENARIOS = [
     Scenario("folder renamed", base_tree, rename_folder, check_result=moved(3)),
     Scenario("everything at once", base_tree, everything),
     Scenario("source UIDVALIDITY changed", base_tree, recreate_folder,
+             check_result=lambda r: (r.copied == 0 and r.adopted == 3) or pytest.fail(str(r))),
+    Scenario("destination UIDVALIDITY changed", base_tree,
+             lambda bed: recreate_folder(bed, "dst"),
              check_result=lambda r: (r.copied == 0 and r.adopted == 3) or pytest.fail(str(r))),
     Scenario("realistic corpus", corpus, crash_stride=7),
     Scenario("mass delete blocked", big_inbox, mass_delete, expect=mass_delete_blocked,

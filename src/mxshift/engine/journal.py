@@ -194,6 +194,24 @@ class Journal:
             s.execute(update(FolderPair).where(FolderPair.id == pair_id)
                       .values(last_synced_at=None, **pair_values))
 
+    def track_uidvalidity(self, pair: FolderPair, side: str, current: int) -> bool:
+        """Record a folder's UIDVALIDITY on first sight; on a change forget the folder's
+        map (its UIDs mean something else now) and return True: the copies on the
+        destination are then recognised again by fingerprint."""
+        column = f"{side}_uidvalidity"
+        known = getattr(pair, column)
+        if known == current:
+            return False
+        if known is None:
+            with self.tx(f"journal {side} uidvalidity") as s:
+                s.execute(update(FolderPair).where(FolderPair.id == pair.id)
+                          .values({column: current}))
+            return False
+        self.event("warning", f"{pair.source_name}: {side} UIDVALIDITY changed ({known} -> "
+                              f"{current}); re-matching copies by fingerprint")
+        self.reset_pair(pair.id, **{column: current})
+        return True
+
     # -- flags ----------------------------------------------------------------------
     def record_flag_intent(self, pair_id: int, uids: list[int], text: str) -> None:
         with self.tx("journal pending flag change") as s:

@@ -268,17 +268,7 @@ class MailboxPass:
             return FolderScan(pair, {}, {}, delta.vanished, pair.source_uidvalidity or 0,
                               pair.source_uidnext or 0)
         st = src.select(pair.source_name, readonly=True)
-        if pair.source_uidvalidity is None:
-            with self.journal.tx("journal source uidvalidity") as s:
-                s.execute(update(FolderPair).where(FolderPair.id == pair.id)
-                          .values(source_uidvalidity=st.uidvalidity))
-        elif pair.source_uidvalidity != st.uidvalidity:
-            # UIDs of the source folder mean something else now: forget the map; the
-            # copies on the destination are recognised again by fingerprint (adoption).
-            self.journal.event("warning", f"{pair.source_name}: source UIDVALIDITY changed "
-                                          f"({pair.source_uidvalidity} -> {st.uidvalidity}); "
-                                          "re-matching by fingerprint")
-            self.journal.reset_pair(pair.id, source_uidvalidity=st.uidvalidity)
+        self.journal.track_uidvalidity(pair, "source", st.uidvalidity)
         flags = src.uid_flags()
         delta = plan_folder(flags, self.journal.known(pair.id))
         if delta.forget:
@@ -360,14 +350,7 @@ class MailboxPass:
     def _apply(self, src: Store, dst: Store, scan: FolderScan, result: PassResult) -> None:
         pair = scan.pair
         st = dst.select(pair.destination_name, readonly=False)
-        if pair.destination_uidvalidity is None:
-            with self.journal.tx("journal destination uidvalidity") as s:
-                s.execute(update(FolderPair).where(FolderPair.id == pair.id)
-                          .values(destination_uidvalidity=st.uidvalidity))
-        elif pair.destination_uidvalidity != st.uidvalidity:
-            self.journal.event("warning", f"{pair.destination_name}: destination UIDVALIDITY "
-                                          "changed; re-matching copies by fingerprint")
-            self.journal.reset_pair(pair.id, destination_uidvalidity=st.uidvalidity)
+        if self.journal.track_uidvalidity(pair, "destination", st.uidvalidity):
             scan.vanished = []
             scan.new = {u: NewMessage(uid=u) for u in scan.source_flags}
             self._identify_new(src, {pair.id: scan})
