@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,10 +18,14 @@ from mxshift.testbed.dovecot import DovecotServer, ServerPool
 
 
 @pytest.fixture(scope="session")
-def dovecot_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
-    pool = ServerPool(tmp_path_factory.mktemp("dovecot"))
+def dovecot_pool() -> Iterator[ServerPool]:
+    # Not under pytest's basetemp: another pytest run on the machine resets that tree to
+    # mode 0700, which locks the mail user out of its homes mid-run ([SERVERBUG]).
+    base = Path(tempfile.mkdtemp(prefix="mxshift-dovecot-"))
+    pool = ServerPool(base)
     yield pool
     pool.stop_all()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

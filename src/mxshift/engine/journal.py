@@ -188,11 +188,14 @@ class Journal:
                 s.execute(delete(Message).where(Message.id.in_(id_list)))
 
     def reset_pair(self, pair_id: int, **pair_values: object) -> None:
-        """Forget a folder's map (UIDVALIDITY changed); fingerprints re-adopt the copies."""
+        """Forget a folder's map (UIDVALIDITY changed); fingerprints re-adopt the copies.
+
+        The saved HIGHESTMODSEQ goes too: the next read of the folder must be a full one,
+        since flags of messages we no longer map cannot come from the journal."""
         with self.tx("journal reset folder") as s:
             s.execute(delete(Message).where(Message.folder_pair_id == pair_id))
             s.execute(update(FolderPair).where(FolderPair.id == pair_id)
-                      .values(last_synced_at=None, **pair_values))
+                      .values(last_synced_at=None, source_highestmodseq=None, **pair_values))
 
     def track_uidvalidity(self, pair: FolderPair, side: str, current: int) -> bool:
         """Record a folder's UIDVALIDITY on first sight; on a change forget the folder's

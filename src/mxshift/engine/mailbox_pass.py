@@ -69,6 +69,7 @@ class PassResult:
     deleted: int = 0
     skipped: int = 0
     errors: int = 0
+    unchanged_folders: int = 0   # skipped on STATUS alone (CONDSTORE)
     seconds: float = 0.0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -82,6 +83,9 @@ class FolderScan:
     vanished: list[int]
     uidvalidity: int
     uidnext: int
+    highestmodseq: int | None = None
+    mode: str = "full-scan"   # full-scan | condstore: how the source was read
+    complete: bool = True     # False when something was held back (e.g. mass deletion)
 
 
 def subject_of(headers: bytes) -> str:
@@ -154,9 +158,14 @@ class MailboxPass:
             if not pair.selectable:
                 continue
             try:
-                scans[pair.id] = self._scan(src, pair)
+                scan = self._scan(src, pair)
             except FolderError as exc:
                 self._folder_error(pair, exc, result)
+                continue
+            if scan is None:
+                result.unchanged_folders += 1
+            else:
+                scans[pair.id] = scan
         self._identify_new(src, scans)
         moves = self._plan_moves(scans)
         self._execute_moves(dst, scans, moves, pairs, result)
@@ -261,20 +270,42 @@ class MailboxPass:
                 select(FolderPair).where(FolderPair.mailbox_id == self.mailbox_id))}
 
     # -- step 4: scan ---------------------------------------------------------------
-    def _scan(self, src: Store, pair: FolderPair) -> FolderScan:
+    def _scan(self, src: Store, pair: FolderPair) -> FolderScan | None:
+        """Read what changed on the source folder; None when nothing did.
+
+        With CONDSTORE a folder whose STATUS (UIDVALIDITY, UIDNEXT, MESSAGES,
+        HIGHESTMODSEQ) equals what the last complete pass saw is not even selected, and a
+        changed one is read with CHANGEDSINCE plus a UID SEARCH for expunges, so the cost
+        follows the changes. Without it every UID and its flags are read.
+        """
         if not pair.present:
             known = self.journal.known(pair.id)
             delta = plan_folder({}, known)
             return FolderScan(pair, {}, {}, delta.vanished, pair.source_uidvalidity or 0,
                               pair.source_uidnext or 0)
+        incremental = "CONDSTORE" in src.capabilities and pair.source_highestmodseq is not None
+        if incremental:
+            st = src.status(pair.source_name)
+            if (st.uidvalidity, st.uidnext, st.messages, st.highestmodseq) == (
+                    pair.source_uidvalidity, pair.source_uidnext, pair.source_messages,
+                    pair.source_highestmodseq):
+                return None
         st = src.select(pair.source_name, readonly=True)
-        self.journal.track_uidvalidity(pair, "source", st.uidvalidity)
-        flags = src.uid_flags()
-        delta = plan_folder(flags, self.journal.known(pair.id))
+        reset = self.journal.track_uidvalidity(pair, "source", st.uidvalidity)
+        known = self.journal.known(pair.id)
+        if incremental and not reset and st.highestmodseq is not None:
+            changed = src.changed_since(pair.source_highestmodseq)  # type: ignore[arg-type]
+            flags = {u: changed[u] if u in changed else
+                     (known[u].flags if u in known else frozenset()) for u in src.all_uids()}
+            mode = "condstore"
+        else:
+            flags, mode = src.uid_flags(), "full-scan"
+        delta = plan_folder(flags, known)
         if delta.forget:
             self.journal.forget(pair.id, delta.forget)
         new = {uid: NewMessage(uid=uid) for uid in delta.new}
-        return FolderScan(pair, flags, new, delta.vanished, st.uidvalidity, st.uidnext)
+        return FolderScan(pair, flags, new, delta.vanished, st.uidvalidity, st.uidnext,
+                          st.highestmodseq, mode)
 
     def _identify_new(self, src: Store, scans: dict[int, FolderScan]) -> None:
         """Sizes and fingerprints of new messages: for batching, moves and adoption."""
@@ -366,11 +397,15 @@ class MailboxPass:
         if pair.present:
             self._apply_flags(dst, pair, scan, st.permanent_flags, result)
         if scan.vanished:
-            self._delete(dst, pair, scan.vanished, len(known), result)
+            scan.complete = self._delete(dst, pair, scan.vanished, len(known), result)
+        # HIGHESTMODSEQ is saved only when the folder is fully in step: it is what lets
+        # the next pass skip the folder or read only what changed after it.
         with self.journal.tx("journal folder synced") as s:
             s.execute(update(FolderPair).where(FolderPair.id == pair.id).values(
-                source_uidnext=scan.uidnext, source_messages=len(scan.source_flags),
-                last_synced_at=utcnow(), sync_mode="full-scan"))
+                source_uidvalidity=scan.uidvalidity, source_uidnext=scan.uidnext,
+                source_messages=len(scan.source_flags),
+                source_highestmodseq=scan.highestmodseq if scan.complete else None,
+                last_synced_at=utcnow(), sync_mode=scan.mode))
 
     def _apply_flags(self, dst: Store, pair: FolderPair, scan: FolderScan,
                      permanent: frozenset[str] | None, result: PassResult) -> None:
@@ -395,7 +430,8 @@ class MailboxPass:
             result.flags_updated += len(changes)
 
     def _delete(self, dst: Store, pair: FolderPair, vanished: list[int], known: int,
-                result: PassResult) -> None:
+                result: PassResult) -> bool:
+        """Apply deletions; False when the ceiling held them back."""
         s = self.settings
         if not s.allow_mass_delete and deletion_blocked(len(vanished), known,
                                                         s.deletion_ceiling, s.deletion_floor):
@@ -408,7 +444,7 @@ class MailboxPass:
                                          reason=reason))
             result.notes.append(f"{pair.display_name or pair.source_name}: {reason}")
             result.errors += 1
-            return
+            return False
         rows = self.journal.rows(pair.id, vanished)
         self.journal.record_deleting(pair.id, vanished)
         dest_uids = sorted(r.destination_uid for r in rows.values()
@@ -417,6 +453,7 @@ class MailboxPass:
         self.hooks.checkpoint("expunge")
         self.journal.forget_ids([r.id for r in rows.values()], "journal settle deletions")
         result.deleted += len(rows)
+        return True
 
     # -- bookkeeping ----------------------------------------------------------------
     def _folder_error(self, pair: FolderPair, exc: SyncError, result: PassResult) -> None:

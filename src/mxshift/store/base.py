@@ -93,6 +93,14 @@ class Store(Protocol):
         """UID -> flags of every message in the selected folder."""
         ...
 
+    def all_uids(self) -> list[int]:
+        """Every UID of the selected folder (no flags): for expunge detection."""
+        ...
+
+    def changed_since(self, modseq: int) -> dict[int, frozenset[str]]:
+        """UID -> flags of messages whose MODSEQ is above ``modseq`` (CONDSTORE only)."""
+        ...
+
     def fetch_meta(self, uids: Iterable[int]) -> list[MessageMeta]:
         """Size, flags, INTERNALDATE and identity headers of ``uids``; unknown UIDs are absent."""
         ...

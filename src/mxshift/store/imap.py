@@ -125,7 +125,12 @@ class ImapStore:
         except (OSError, IMAPClientError) as exc:
             _quiet_close(client)
             raise _endpoint_error(host, exc) from None
-        return cls(client, host=host, disabled=disabled)
+        store = cls(client, host=host, disabled=disabled)
+        if {"CONDSTORE", "ENABLE"} <= store.capabilities:
+            # So that SELECT reports HIGHESTMODSEQ (RFC 7162 3.1.8): the folder's
+            # change counter as of the moment we start reading it.
+            store._call(client.enable, "CONDSTORE")
+        return store
 
     def close(self) -> None:
         _quiet_close(self._c)
@@ -208,6 +213,15 @@ class ImapStore:
     # -- reading --------------------------------------------------------------------
     def uid_flags(self) -> dict[int, frozenset[str]]:
         data = self._call(self._fetch, "1:*", ["FLAGS"])
+        return {uid: _flags(item.get(b"FLAGS", ())) for uid, item in data.items()}
+
+    def all_uids(self) -> list[int]:
+        return sorted(self._call(self._c.search, "ALL"))
+
+    def changed_since(self, modseq: int) -> dict[int, frozenset[str]]:
+        if "CONDSTORE" not in self.capabilities:
+            raise FolderError("CHANGEDSINCE needs CONDSTORE, which this server does not offer")
+        data = self._call(self._fetch, "1:*", ["FLAGS"], [f"CHANGEDSINCE {modseq}"])
         return {uid: _flags(item.get(b"FLAGS", ())) for uid, item in data.items()}
 
     def fetch_meta(self, uids: Iterable[int]) -> list[MessageMeta]:

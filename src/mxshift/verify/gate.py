@@ -1,0 +1,150 @@
+"""Accepting findings, and the completion gate.
+
+Why a gate: "complete" is what the customer signs off. It holds only when every mailbox was
+verified *after* its last pass and nothing unexplained is open; otherwise it lists exactly
+what is open. Once complete, nothing is synced for the project (see :mod:`mxshift.sync`).
+Not yet part of the gate (the features do not exist yet): the DNS check and the end of the
+post-cutover sweep window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from mxshift.errors import MxshiftError
+from mxshift.project import OpenProject
+from mxshift.state.models import Event, Mailbox, Project
+from mxshift.state.verify_models import Acceptance, VerifyFinding
+from mxshift.verify import run
+
+COMPLETE = "complete"
+
+
+class ProjectComplete(MxshiftError):
+    """The project was marked complete: syncing it again is refused."""
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def is_complete(proj: OpenProject) -> bool:
+    with proj.db.session() as s:
+        p = s.get(Project, proj.project_id)
+        return p is not None and p.phase == COMPLETE
+
+
+def ensure_not_complete(proj: OpenProject) -> None:
+    if is_complete(proj):
+        raise ProjectComplete("this project is complete: nothing is synced for a completed "
+                              "project")
+
+
+# -- accept ----------------------------------------------------------------------------------
+def accept(proj: OpenProject, finding_ids: list[int], reason: str,
+           by: str | None = None) -> list[Acceptance]:
+    """Record the operator's acceptance of findings (by id); it holds for later verifications."""
+    if not reason.strip():
+        raise MxshiftError("an acceptance needs a reason (--reason)")
+    mailbox_ids = {m.id for m in proj.mailboxes()}
+    out: list[Acceptance] = []
+    with proj.db.session() as s, s.begin():
+        for fid in finding_ids:
+            f = s.get(VerifyFinding, fid)
+            if f is None or f.mailbox_id not in mailbox_ids:
+                raise MxshiftError(f"no finding #{fid} in this project")
+            out.append(_accept_one(s, f, reason, by))
+    return out
+
+
+def accept_skipped(proj: OpenProject, reason: str, *, only: str | None = None,
+                   by: str | None = None) -> list[Acceptance]:
+    """Accept every ``skipped`` finding of each selected mailbox's latest verification."""
+    if not reason.strip():
+        raise MxshiftError("an acceptance needs a reason (--reason)")
+    out: list[Acceptance] = []
+    for m in proj.mailboxes(only):
+        v = run.latest(proj.db, m.id)
+        if v is None:
+            continue
+        with proj.db.session() as s, s.begin():
+            for f in s.scalars(select(VerifyFinding).where(
+                    VerifyFinding.verification_id == v.verification_id,
+                    VerifyFinding.kind == "skipped")):
+                out.append(_accept_one(s, f, reason, by))
+    return out
+
+
+def _accept_one(s, f: VerifyFinding, reason: str, by: str | None) -> Acceptance:  # type: ignore[no-untyped-def]
+    existing = s.scalar(select(Acceptance).where(Acceptance.mailbox_id == f.mailbox_id,
+                                                 Acceptance.key == f.key))
+    if existing is not None:
+        existing.reason, existing.accepted_by = reason, by
+        return existing  # type: ignore[no-any-return]
+    a = Acceptance(mailbox_id=f.mailbox_id, key=f.key, kind=f.kind, folder=f.folder,
+                   subject=f.subject, reason=reason, accepted_by=by)
+    s.add(a)
+    return a
+
+
+# -- the gate --------------------------------------------------------------------------------
+@dataclass
+class MailboxGate:
+    mailbox: str
+    verified: bool
+    open: list[str]
+
+
+def mailbox_gate(proj: OpenProject, m: Mailbox) -> MailboxGate:
+    v = run.latest(proj.db, m.id)
+    if m.last_pass_at is None:
+        return MailboxGate(m.source_user, False, ["never synced"])
+    if v is None:
+        return MailboxGate(m.source_user, False, ["never verified"])
+    if _utc(v.at) < _utc(m.last_pass_at):
+        return MailboxGate(m.source_user, False, [
+            f"last verified {v.at:%Y-%m-%d %H:%M}, before its last pass "
+            f"({m.last_pass_at:%Y-%m-%d %H:%M}): verify again"])
+    if v.verdict == "error":
+        return MailboxGate(m.source_user, False, [f"verification failed: {v.error}"])
+    items = [f"finding #{f['id']} {f['kind']} in {f['folder']!r}"
+             + (f" (source UID {f['source_uid']})" if f["source_uid"] is not None else "")
+             + (f" {f['subject']!r}" if f["subject"] else "") + f": {f['reason']}"
+             for f in v.open_findings]
+    return MailboxGate(m.source_user, not items, items)
+
+
+def gate(proj: OpenProject) -> list[MailboxGate]:
+    return [mailbox_gate(proj, m) for m in proj.mailboxes()]
+
+
+@dataclass
+class CompletionResult:
+    completed: bool
+    already: bool
+    mailboxes: list[MailboxGate]
+
+    @property
+    def open(self) -> list[str]:
+        return [f"{g.mailbox}: {item}" for g in self.mailboxes for item in g.open]
+
+
+def complete(proj: OpenProject) -> CompletionResult:
+    """Mark the project complete if every mailbox passes the gate; else say what is open."""
+    if is_complete(proj):
+        return CompletionResult(True, True, gate(proj))
+    gates = gate(proj)
+    if not gates or any(not g.verified for g in gates):
+        if not gates:
+            gates = [MailboxGate("(project)", False, ["no mailboxes imported"])]
+        return CompletionResult(False, False, gates)
+    with proj.db.session() as s, s.begin():
+        p = s.get(Project, proj.project_id)
+        assert p is not None
+        p.phase = COMPLETE
+        s.add(Event(level="info", text=f"project marked complete: {len(gates)} mailbox(es) "
+                                       "verified"))
+    return CompletionResult(True, False, gates)
