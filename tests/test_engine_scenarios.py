@@ -85,16 +85,26 @@ def delete_some(bed: Bed) -> None:
     c.expunge()
 
 
+def move(c, uids: list[int], target: str) -> None:  # type: ignore[no-untyped-def]
+    """What a mail client does: MOVE where offered, else COPY + delete + expunge."""
+    if c.has_capability("MOVE"):
+        c.move(uids, target)
+    else:
+        c.copy(uids, target)
+        c.delete_messages(uids)
+        c.expunge()
+
+
 def move_one(bed: Bed) -> None:
     c = bed.source()
     c.select_folder(bed.folder("src", "INBOX"))
-    c.move(sorted(c.search("ALL"))[:1], bed.folder("src", "Projects"))
+    move(c, sorted(c.search("ALL"))[:1], bed.folder("src", "Projects"))
 
 
 def move_duplicate(bed: Bed) -> None:
     c = bed.source()
     c.select_folder(bed.folder("src", "Été"))
-    c.move(sorted(c.search("ALL"))[:1], bed.folder("src", "INBOX"))
+    move(c, sorted(c.search("ALL"))[:1], bed.folder("src", "INBOX"))
 
 
 def rename_folder(bed: Bed) -> None:
