@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mxshift.testbed.dovecot import DovecotServer, ServerPool
+from mxshift.testbed.unbound import DnsTestbed, start_dns_testbed
 
 # ---------------------------------------------------------------------------------------
 # Real Dovecot servers (session-scoped, started on first use, stopped together at the end)
@@ -80,3 +81,16 @@ def tmp_project(tmp_path: Path) -> Path:
     project = tmp_path / "proj"
     project.mkdir()
     return project
+
+
+# ---------------------------------------------------------------------------------------
+# Real DNS servers (issue 5): two knotd for the same test zones and an Unbound in front.
+# Fake outlook.com / google.com zones stand in for Microsoft's and Google's DNS.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dns_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsTestbed]:
+    testbed = start_dns_testbed(tmp_path_factory.mktemp("dns"))
+    yield testbed
+    testbed.stop()

@@ -563,7 +563,9 @@ def _leaf_names() -> list[str]:
 
 
 def test_command_tree_is_complete() -> None:
-    assert sorted(_leaf_names()) == ["init", "mailboxes import", "preflight", "status", "sync"]
+    assert sorted(_leaf_names()) == ["accept", "complete", "dns check", "findings", "init",
+                                     "mailboxes import", "preflight", "report", "status",
+                                     "sync", "verify"]
 
 
 @pytest.mark.parametrize("path, cmd", _commands(), ids=lambda v: " ".join(v) or "mxshift"

@@ -108,6 +108,22 @@ class PassOptions:
 
 
 @dataclass(frozen=True)
+class DnsSettings:
+    """``[dns]``: what ``mxshift dns check`` expects and whom it asks (see :mod:`mxshift.dns`).
+    ``m365_mx`` maps a domain to its Microsoft 365 tenant MX host; ``resolvers`` are
+    ``IP[:PORT]``, ``ns_addresses`` ``NAME=IP[:PORT]``, ``filters`` ``"Name=*.pattern"``."""
+
+    provider: str | None = None
+    m365_mx: tuple[tuple[str, str], ...] = ()
+    mx: tuple[str, ...] = ()
+    spf_includes: tuple[str, ...] = ()
+    resolvers: tuple[str, ...] = ()
+    ns_addresses: tuple[str, ...] = ()
+    filters: tuple[str, ...] = ()
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     """Everything ``mxshift.toml`` says. ``directory`` is absolute: relative paths in the file
     (``ca_file``, ``file:`` passwords) were resolved against it, not against the cwd."""
@@ -119,6 +135,7 @@ class ProjectConfig:
     folders: FolderRules
     options: PassOptions
     directory: Path
+    dns: DnsSettings = DnsSettings()
 
     @property
     def mailbox_path(self) -> Path:
@@ -159,7 +176,7 @@ def parse_project(text: str, *, path: str, directory: Path) -> ProjectConfig:
         raise _toml_error(exc, text, path) from None
     directory = Path(directory).absolute()
     root = _Table(_Context(path, text), raw, ())
-    root.allow("project", "source", "destination", "folders", "options")
+    root.allow("project", "source", "destination", "folders", "options", "dns")
     project = root.table("project")
     name = _string(project, "name", directory.name or "mxshift")
     domains = tuple(_domain(project, d) for d in _string_list(project, "domains", ()))
@@ -171,6 +188,7 @@ def parse_project(text: str, *, path: str, directory: Path) -> ProjectConfig:
         folders=_folders(root.table("folders")),
         options=_options(root.table("options")),
         directory=directory,
+        dns=_dns(root.table("dns")),
     )
 
 
@@ -294,6 +312,29 @@ def _options(t: _Table) -> PassOptions:
         batch_bytes=_size(t, "batch_bytes", 32 * _MiB) or 32 * _MiB,
         mailbox_parallelism=_integer(t, "mailbox_parallelism", 4, minimum=1),
     )
+
+
+def _dns(t: _Table) -> DnsSettings:
+    from mxshift.dns.addresses import Address, parse_mapping  # pure, no dnspython
+    from mxshift.dns.filters import parse_filter
+
+    t.allow("provider", "m365_mx", "mx", "spf_includes", "resolvers", "ns_addresses",
+            "filters", "timeout")
+    tenant = t.table("m365_mx")
+    m365 = tuple((_domain(t, d), _string(tenant, d)) for d in tenant.data)
+    lists = {k: _string_list(t, k, ()) for k in ("resolvers", "ns_addresses", "filters")}
+    for key, parse in (("resolvers", Address.parse), ("ns_addresses", parse_mapping),
+                       ("filters", parse_filter)):
+        for item in lists[key]:
+            try:
+                parse(item)
+            except ValueError as exc:
+                raise t.fail(key, f"entry {exc}") from None
+    return DnsSettings(provider=_choice(t, "provider", ("m365", "google", "custom"), None)
+                       if "provider" in t.data else None,
+                       m365_mx=m365, mx=_string_list(t, "mx", ()),
+                       spf_includes=_string_list(t, "spf_includes", ()),
+                       timeout=_number(t, "timeout", 2.0), **lists)
 
 
 def _domain(t: _Table, domain: str) -> str:

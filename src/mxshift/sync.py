@@ -16,6 +16,7 @@ from mxshift.engine.mailbox_pass import MailboxPass, NoProgress, PassResult, Pro
 from mxshift.engine.settings import PassSettings
 from mxshift.mapping import MappingRules, RenameRule
 from mxshift.project import OpenProject
+from mxshift.verify.gate import ensure_not_complete
 
 
 def pass_settings(proj: OpenProject, *, allow_mass_delete: bool = False) -> PassSettings:
@@ -31,6 +32,7 @@ def pass_settings(proj: OpenProject, *, allow_mass_delete: bool = False) -> Pass
 def sync(proj: OpenProject, *, only: str | None = None, allow_mass_delete: bool = False,
          progress: Progress | None = None, hooks: Hooks | None = None) -> list[PassResult]:
     """One pass (prestage the first time, delta afterwards) for each selected mailbox."""
+    ensure_not_complete(proj)  # nothing is synced for a completed project
     cfg = proj.config
     settings = pass_settings(proj, allow_mass_delete=allow_mass_delete)
     progress = progress or NoProgress()

@@ -60,6 +60,8 @@ def fail(message: str, code: int = 1) -> None:
 
 # Importing registers the commands on ``app``.
 from mxshift.cli import commands  # noqa: E402,F401
+from mxshift.cli import dns_commands  # noqa: E402,F401
+from mxshift.cli import verify_commands  # noqa: E402,F401
 
 
 def main() -> None:

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from mxshift.engine.mailbox_pass import MailboxPass, PassResult
 
 
+# Messages up to this size share one MULTIAPPEND; larger ones go alone, with a
+# synchronising literal, so a server can refuse one before we send its bytes.
+MULTIAPPEND_MAX = 256 * 1024
+
+
 @dataclass(frozen=True)
 class NewMessage:
     """A source message not yet on the destination, as identified by the scan."""
@@ -149,6 +154,15 @@ class FolderCopier:
         landed: dict[int, int | None] = {}
         final_fp: dict[int, str] = {}
         sent_bytes = 0
+        together = [p for p in pending if p.size <= MULTIAPPEND_MAX]
+        if "MULTIAPPEND" in self.dst.capabilities and len(together) > 1:
+            uids = self._append_together(together, raws)
+            if uids is not False:
+                for p, uid in zip(together, uids or [None] * len(together)):
+                    landed[p.source_uid], final_fp[p.source_uid] = uid, p.fingerprint
+                    sent_bytes += p.size
+                    del raws[p.source_uid]
+                pending = [p for p in pending if p.source_uid in raws]
         for p in pending:
             raw = raws.pop(p.source_uid)
             outcome = self._append(p, raw, subjects.get(p.source_uid, ""))
@@ -167,6 +181,27 @@ class FolderCopier:
         self.result.copied += len(landed)
         self.result.bytes_copied += sent_bytes
         self.owner.progress.advance(self.result.mailbox, len(msgs), sum(m.size for m in msgs))
+
+    def _append_together(self, items: list[Pending],
+                         raws: dict[int, RawMessage]) -> list[int] | None | bool:
+        """One MULTIAPPEND for the batch's small messages (one round trip, not one each).
+
+        False when the destination refused it: MULTIAPPEND is all-or-nothing, so the
+        caller appends them one by one to find and skip only the refused message.
+        """
+        try:
+            uids = self.dst.append_many(self.pair.destination_name, [
+                (raws[p.source_uid].raw, p.flags, raws[p.source_uid].internaldate)
+                for p in items])
+        except MessageError:
+            return False
+        self.hooks.checkpoint("multiappend")
+        for p in items:
+            if p.repair:
+                self.journal.finding(self._finding(
+                    "repaired", p.source_uid, None, p.size,
+                    f"copied with a repair: {p.repair}. This copy differs from the source."))
+        return uids
 
     def _append(self, p: Pending, raw: RawMessage,
                 subject: str) -> tuple[int | None, str, int] | None:

@@ -118,6 +118,15 @@ class Store(Protocol):
         """Append a message; returns its UID when the server says (APPENDUID), else None."""
         ...
 
+    def append_many(self, folder: str,
+                    messages: list[tuple[bytes, frozenset[str], datetime]]) -> list[int] | None:
+        """Append several messages in one command (MULTIAPPEND): all or none land.
+
+        Returns their UIDs in order when the server says (APPENDUID), else None. A refusal
+        of any message raises MessageError and nothing was appended (RFC 3502).
+        """
+        ...
+
     def add_flags(self, uids: Iterable[int], flags: Iterable[str]) -> None: ...
 
     def remove_flags(self, uids: Iterable[int], flags: Iterable[str]) -> None: ...

@@ -17,7 +17,8 @@ from typing import Iterable, Iterator
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.response_parser import parse_fetch_response
-from imapclient.imapclient import seq_to_parenstr_upper
+from imapclient.datetime_util import datetime_to_INTERNALDATE
+from imapclient.imapclient import _literal, _quote, seq_to_parenstr, seq_to_parenstr_upper
 
 from mxshift.errors import EndpointError, FolderError, MailboxError, MessageError, Retry
 from mxshift.mapping import Namespace, RemoteFolder
@@ -286,6 +287,31 @@ class ImapStore:
             return None  # an unadvertised APPENDUID is not to be relied on
         parsed = parse_uidplus(resp or b"")
         return parsed[3][0] if parsed and parsed[3] else None
+
+    def append_many(self, folder: str,
+                    messages: list[tuple[bytes, frozenset[str], datetime]]) -> list[int] | None:
+        try:
+            # imapclient's multiappend cannot take a raw (folder_encode off) name; this is
+            # the same command built from its own pieces.
+            args: list[bytes] = [_quote(folder).encode("ascii")]
+            for raw, flags, date in messages:
+                args.append(seq_to_parenstr(sorted(flags)).encode("ascii"))
+                args.append(f'"{datetime_to_INTERNALDATE(date)}"'.encode("ascii"))
+                args.append(_literal(raw))
+            typ, data = self._c._raw_command(b"APPEND", args, uid=False)
+        except IMAPClientError as exc:
+            raise MessageError(_clean(str(exc)), retry=Retry.FINAL) from None
+        except OSError as exc:
+            raise _endpoint_error(self._host, exc) from None
+        text = b" ".join(d for d in data if isinstance(d, bytes))
+        if typ != "OK":
+            raise MessageError(_clean(text.decode("utf-8", "replace")), retry=Retry.FINAL)
+        if "UIDPLUS" not in self.capabilities:
+            return None
+        parsed = parse_uidplus(text)
+        if parsed and len(parsed[3]) == len(messages):
+            return parsed[3]
+        return None
 
     def add_flags(self, uids: Iterable[int], flags: Iterable[str]) -> None:
         uid_list, flag_list = sorted(set(uids)), sorted(flags)

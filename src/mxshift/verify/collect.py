@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from email.header import decode_header, make_header
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 from sqlalchemy import select
 
@@ -146,5 +146,3 @@ def _pair_input(src: Store, dst: Store, pair: FolderPair, rows: dict[int, Journa
                      destination_error=error)
 
 
-def uids_of(items: Iterable[Item]) -> list[int]:
-    return [i.uid for i in items]

@@ -190,6 +190,17 @@ def compare(pairs: list[PairInput], *, deep: bool = False) -> Comparison:
         for d in st.dst_left:
             elsewhere[d.fingerprint].append((st, d))
     moved_dst: set[tuple[int, int]] = set()
+    moved: dict[tuple[int, int], tuple[_PairState, Item]] = {}
+    for st in states:  # first, across folders: a message found in another folder
+        for s in st.src_left:
+            j = st.inp.journal.get(s.uid)
+            if j is not None and j.state == "skipped":
+                continue
+            found = next(((ost, d) for ost, d in elsewhere.get(s.fingerprint, [])
+                          if ost is not st and (id(ost), d.uid) not in moved_dst), None)
+            if found is not None:
+                moved_dst.add((id(found[0]), found[1].uid))
+                moved[(id(st), s.uid)] = found
     for st in states:
         inp, folder = st.inp, st.inp.folder
         counts = FolderCounts(folder, len(inp.source), len(inp.destination),
@@ -231,11 +242,9 @@ def compare(pairs: list[PairInput], *, deep: bool = False) -> Comparison:
                     "skipped", folder, s, j.skip_reason or "skipped by a pass (no reason "
                     "recorded)", explained=j.skip_reason is not None))
                 continue
-            found = next(((ost, d) for ost, d in elsewhere.get(s.fingerprint, [])
-                          if ost is not st and (id(ost), d.uid) not in moved_dst), None)
+            found = moved.get((id(st), s.uid))
             if found is not None:
                 ost, d = found
-                moved_dst.add((id(ost), d.uid))
                 out.differences.append(_diff(
                     "wrong_folder", folder, s, f"found in {ost.inp.folder!r} (UID {d.uid}) "
                     f"instead of {folder!r}", other_folder=ost.inp.folder,
@@ -253,14 +262,17 @@ def compare(pairs: list[PairInput], *, deep: bool = False) -> Comparison:
             out.differences.append(_diff("missing", folder, s, why))
         ours = {j.destination_uid: j for j in inp.journal.values()
                 if j.destination_uid is not None}
-        src_fps = {s.fingerprint for s in inp.source}
+        src_fps = {s.fingerprint: s for s in inp.source}
         for d in st.dst_left:
             if (id(st), d.uid) in moved_dst:
                 continue
             if d.fingerprint in src_fps:
-                out.differences.append(_diff(
-                    "duplicate", folder, d, "a second copy of a message that is already on "
-                    "the destination", source=False))
+                of = src_fps[d.fingerprint]
+                out.differences.append(Difference(
+                    kind="duplicate", folder=folder, reason=f"destination UID {d.uid} is a "
+                    f"second copy of source UID {of.uid}, already on the destination",
+                    source_uid=of.uid, destination_uid=d.uid, subject=d.subject,
+                    sender=d.sender, date=d.date, size=d.size, fingerprint=d.fingerprint))
             elif d.uid in ours:
                 out.differences.append(_diff(
                     "extra", folder, d, f"put there by mxshift (source UID "

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 
 revision = "0003_verify"
-down_revision = "0001"
+down_revision = "0002_dns"
 branch_labels = None
 depends_on = None
 
