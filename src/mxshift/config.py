@@ -124,6 +124,22 @@ class DnsSettings:
 
 
 @dataclass(frozen=True)
+class NotifySettings:
+    """``[notify]``: tell the operator (never the migrated users) about pass failures,
+    verification failures and completion, by email over SMTP and/or a webhook POST."""
+
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: str = "starttls"   # starttls | tls | none
+    smtp_user: str | None = None
+    smtp_password: SecretRef | None = None
+    sender: str = "mxshift@localhost"
+    to: tuple[str, ...] = ()
+    webhook: str | None = None
+    events: tuple[str, ...] = ("pass_failed", "verify_failed", "complete")
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     """Everything ``mxshift.toml`` says. ``directory`` is absolute: relative paths in the file
     (``ca_file``, ``file:`` passwords) were resolved against it, not against the cwd."""
@@ -136,6 +152,7 @@ class ProjectConfig:
     options: PassOptions
     directory: Path
     dns: DnsSettings = DnsSettings()
+    notify: NotifySettings = NotifySettings()
 
     @property
     def mailbox_path(self) -> Path:
@@ -176,7 +193,7 @@ def parse_project(text: str, *, path: str, directory: Path) -> ProjectConfig:
         raise _toml_error(exc, text, path) from None
     directory = Path(directory).absolute()
     root = _Table(_Context(path, text), raw, ())
-    root.allow("project", "source", "destination", "folders", "options", "dns")
+    root.allow("project", "source", "destination", "folders", "options", "dns", "notify")
     project = root.table("project")
     name = _string(project, "name", directory.name or "mxshift")
     domains = tuple(_domain(project, d) for d in _string_list(project, "domains", ()))
@@ -189,6 +206,7 @@ def parse_project(text: str, *, path: str, directory: Path) -> ProjectConfig:
         options=_options(root.table("options")),
         directory=directory,
         dns=_dns(root.table("dns")),
+        notify=_notify(root.table("notify"), directory),
     )
 
 
@@ -335,6 +353,30 @@ def _dns(t: _Table) -> DnsSettings:
                        m365_mx=m365, mx=_string_list(t, "mx", ()),
                        spf_includes=_string_list(t, "spf_includes", ()),
                        timeout=_number(t, "timeout", 2.0), **lists)
+
+
+NOTIFY_EVENTS = ("pass_failed", "verify_failed", "complete")
+
+
+def _notify(t: _Table, directory: Path) -> NotifySettings:
+    t.allow("smtp_host", "smtp_port", "smtp_security", "smtp_user", "smtp_password", "from",
+            "to", "webhook", "events")
+    password = _string(t, "smtp_password", None, secret=True)
+    events = _string_list(t, "events", NOTIFY_EVENTS)
+    for e in events:
+        if e not in NOTIFY_EVENTS:
+            raise t.fail("events", f"unknown event {e!r} (known: {', '.join(NOTIFY_EVENTS)})")
+    to = _string_list(t, "to", ())
+    host = _string(t, "smtp_host", None)
+    if host and not to:
+        raise t.fail("to", "smtp_host is set but nobody to send to")
+    return NotifySettings(
+        smtp_host=host, smtp_port=_integer(t, "smtp_port", 587, minimum=1, maximum=65535),
+        smtp_security=_choice(t, "smtp_security", ("starttls", "tls", "none"), "starttls"),
+        smtp_user=_string(t, "smtp_user", None),
+        smtp_password=anchor_ref(SecretRef.parse(password), directory) if password else None,
+        sender=_string(t, "from", "mxshift@localhost"), to=to,
+        webhook=_string(t, "webhook", None), events=events)
 
 
 def _domain(t: _Table, domain: str) -> str:

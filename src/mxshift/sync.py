@@ -15,6 +15,7 @@ from mxshift.engine.journal import Hooks
 from mxshift.engine.mailbox_pass import MailboxPass, NoProgress, PassResult, Progress
 from mxshift.engine.settings import PassSettings
 from mxshift.mapping import MappingRules, RenameRule
+from mxshift.notify import announce
 from mxshift.project import OpenProject
 from mxshift.verify.gate import ensure_not_complete
 
@@ -51,6 +52,12 @@ def sync(proj: OpenProject, *, only: str | None = None, allow_mass_delete: bool 
     args = [(m.id, m.source_user, m.source_secret, m.destination_user, m.destination_secret)
             for m in mailboxes]
     if workers == 1:
-        return [one(*a) for a in args]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda a: one(*a), args))
+        results = [one(*a) for a in args]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(lambda a: one(*a), args))
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        announce(proj, "pass_failed", f"{len(failed)} mailbox pass(es) failed",
+                 {"mailboxes": {r.mailbox: r.error for r in failed}})
+    return results

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 
 from mxshift.errors import MxshiftError
+from mxshift.notify import announce
 from mxshift.project import OpenProject
 from mxshift.state.models import Event, Mailbox, Project
 from mxshift.state.verify_models import Acceptance, VerifyFinding
@@ -147,4 +148,6 @@ def complete(proj: OpenProject) -> CompletionResult:
         p.phase = COMPLETE
         s.add(Event(level="info", text=f"project marked complete: {len(gates)} mailbox(es) "
                                        "verified"))
+    announce(proj, "complete", f"migration complete: {len(gates)} mailbox(es) verified",
+             {"mailboxes": [g.mailbox for g in gates]})
     return CompletionResult(True, False, gates)

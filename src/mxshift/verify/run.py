@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from mxshift.connect import store_factory
 from mxshift.errors import MxshiftError
+from mxshift.notify import announce
 from mxshift.project import OpenProject
 from mxshift.state.db import StateDB
 from mxshift.state.models import Mailbox
@@ -154,6 +155,12 @@ def verify(proj: OpenProject, *, only: str | None = None,
     workers = max(1, min(cfg.options.mailbox_parallelism, cfg.source.max_connections,
                          cfg.destination.max_connections, len(mailboxes) or 1))
     if workers == 1:
-        return [one(m) for m in mailboxes]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, mailboxes))
+        results = [one(m) for m in mailboxes]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(one, mailboxes))
+    bad = [r for r in results if r.verdict != "verified"]
+    if bad:
+        announce(proj, "verify_failed", f"verification found open items in {len(bad)} "
+                 "mailbox(es)", {"mailboxes": {r.source_user: r.verdict for r in bad}})
+    return results
