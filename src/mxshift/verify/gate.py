@@ -133,15 +133,36 @@ class CompletionResult:
         return [f"{g.mailbox}: {item}" for g in self.mailboxes for item in g.open]
 
 
+def dns_gate(proj: OpenProject) -> MailboxGate:
+    """Every project domain's latest `mxshift dns check` must have passed (no error).
+
+    The post-cutover sweep window joins this gate when sweeps exist (issue 6)."""
+    from mxshift.state.dns_models import DnsCheck
+
+    open_items = []
+    with proj.db.session() as s:
+        for domain in proj.config.domains:
+            last = s.scalar(select(DnsCheck).where(DnsCheck.project_id == proj.project_id,
+                                                   DnsCheck.domain == domain)
+                            .order_by(DnsCheck.id.desc()).limit(1))
+            if last is None:
+                open_items.append(f"{domain}: no DNS check yet (run `mxshift dns check`)")
+            elif last.verdict == "error":
+                open_items.append(f"{domain}: last DNS check ({last.checked_at:%Y-%m-%d %H:%M})"
+                                  " found errors")
+    return MailboxGate("(dns)", not open_items, open_items)
+
+
 def complete(proj: OpenProject) -> CompletionResult:
     """Mark the project complete if every mailbox passes the gate; else say what is open."""
     if is_complete(proj):
         return CompletionResult(True, True, gate(proj))
     gates = gate(proj)
-    if not gates or any(not g.verified for g in gates):
+    dns = dns_gate(proj)
+    if not gates or any(not g.verified for g in gates) or dns.open:
         if not gates:
             gates = [MailboxGate("(project)", False, ["no mailboxes imported"])]
-        return CompletionResult(False, False, gates)
+        return CompletionResult(False, False, gates + ([dns] if dns.open else []))
     with proj.db.session() as s, s.begin():
         p = s.get(Project, proj.project_id)
         assert p is not None
