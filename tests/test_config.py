@@ -19,8 +19,8 @@ from mxshift.config import (
     RenameRule,
     load_project,
     parse_project,
-    parse_size,
 )
+from mxshift.config_table import parse_size
 from mxshift.errors import ConfigError
 from mxshift.mailbox_csv import MailboxEntry, parse_mailbox_csv
 from mxshift.secrets import SecretRef
