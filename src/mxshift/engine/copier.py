@@ -156,7 +156,7 @@ class FolderCopier:
         sent_bytes = 0
         together = [p for p in pending if p.size <= MULTIAPPEND_MAX]
         if "MULTIAPPEND" in self.dst.capabilities and len(together) > 1:
-            uids = self._append_together(together, raws)
+            uids = self._append_together(together, raws, subjects)
             if uids is not False:
                 for p, uid in zip(together, uids or [None] * len(together)):
                     landed[p.source_uid], final_fp[p.source_uid] = uid, p.fingerprint
@@ -182,8 +182,8 @@ class FolderCopier:
         self.result.bytes_copied += sent_bytes
         self.owner.progress.advance(self.result.mailbox, len(msgs), sum(m.size for m in msgs))
 
-    def _append_together(self, items: list[Pending],
-                         raws: dict[int, RawMessage]) -> list[int] | None | bool:
+    def _append_together(self, items: list[Pending], raws: dict[int, RawMessage],
+                          subjects: dict[int, str]) -> list[int] | None | bool:
         """One MULTIAPPEND for the batch's small messages (one round trip, not one each).
 
         False when the destination refused it: MULTIAPPEND is all-or-nothing, so the
@@ -198,9 +198,7 @@ class FolderCopier:
         self.hooks.checkpoint("multiappend")
         for p in items:
             if p.repair:
-                self.journal.finding(self._finding(
-                    "repaired", p.source_uid, None, p.size,
-                    f"copied with a repair: {p.repair}. This copy differs from the source."))
+                self._repaired(p.source_uid, subjects.get(p.source_uid, ""), p.size, p.repair)
         return uids
 
     def _append(self, p: Pending, raw: RawMessage,
@@ -210,9 +208,7 @@ class FolderCopier:
             uid = self.dst.append(self.pair.destination_name, raw.raw, p.flags, raw.internaldate)
             self.hooks.checkpoint("append")
             if p.repair:
-                self.journal.finding(self._finding(
-                    "repaired", p.source_uid, subject, p.size,
-                    f"copied with a repair: {p.repair}. This copy differs from the source."))
+                self._repaired(p.source_uid, subject, p.size, p.repair)
             return uid, p.fingerprint, len(raw.raw)
         except MessageError as exc:
             refusal = str(exc)
@@ -226,14 +222,17 @@ class FolderCopier:
             except MessageError:
                 continue
             self.hooks.checkpoint("append repaired")
-            self.journal.finding(self._finding(
-                "repaired", p.source_uid, subject, len(raw.raw),
-                f"the destination refused the original ({refusal}); copied with a repair: "
-                f"{note}. This copy differs from the source."))
+            self._repaired(p.source_uid, subject, len(raw.raw), note,
+                           f"the destination refused the original ({refusal}); ")
             return uid, fp.value, len(fixed)
         self._skip(p.source_uid, p.fingerprint, p.size, subject,
                    f"the destination refused the message: {refusal}", existing=True)
         return None
+
+    def _repaired(self, uid: int, subject: str, size: int, note: str, why: str = "") -> None:
+        self.journal.finding(self._finding(
+            "repaired", uid, subject, size,
+            f"{why}copied with a repair: {note}. This copy differs from the source."))
 
     def _skip(self, uid: int, fp: str, size: int, subject: str, reason: str, *,
               existing: bool) -> None:
