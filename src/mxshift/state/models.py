@@ -59,6 +59,7 @@ class Mailbox(Base):
     bytes_copied: Mapped[int] = mapped_column(BigInteger, default=0)
     messages_skipped: Mapped[int] = mapped_column(Integer, default=0)
     messages_failed: Mapped[int] = mapped_column(Integer, default=0)
+    cutover_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # final sync done
 
 
 class FolderPair(Base):
@@ -109,7 +110,7 @@ class Pass(Base):
     __tablename__ = "pass"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(12))  # prestage|delta
+    kind: Mapped[str] = mapped_column(String(12))  # prestage|delta|final|sweep
     status: Mapped[str] = mapped_column(String(12), default="running")  # running|ok|partial|failed|interrupted
     owner: Mapped[str | None] = mapped_column(String(200))  # host:pid of the process running it
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
