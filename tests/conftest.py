@@ -94,3 +94,71 @@ def dns_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsTestbed
     testbed = start_dns_testbed(tmp_path_factory.mktemp("dns"))
     yield testbed
     testbed.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# Delta modes (issue 3, part 1): a source offering exactly CONDSTORE (no QRESYNC).
+# dovecot_src/dovecot_dst offer QRESYNC (+CONDSTORE), dovecot_nocaps neither.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dovecot_condstore(dovecot_pool: ServerPool) -> DovecotServer:
+    """CONDSTORE but no QRESYNC (otherwise the default capabilities)."""
+    return dovecot_pool.get("condstore")
+
+
+# ---------------------------------------------------------------------------------------
+# Real PostgreSQL and Redis (issue 9: workers at scale). Session-scoped, started on first
+# use; skipped with the reason when the Debian packages are not installed.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator["PostgresServer"]:
+    from mxshift.testbed.postgres import postgres_bin, start_postgres
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL binaries missing (initdb/postgres): run scripts/install-system-deps")
+    base = Path(tempfile.mkdtemp(prefix="mxshift-pg-"))
+    server = start_postgres(base)
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator["RedisServer"]:
+    from mxshift.testbed.redis import start_redis
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server missing: run scripts/install-system-deps")
+    base = Path(tempfile.mkdtemp(prefix="mxshift-redis-"))
+    server = start_redis(base)
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 8 (OAuth2, throttling): a Dovecot that takes XOAUTH2/OAUTHBEARER, checked against
+# the FAKE identity provider (mxshift.testbed.fake_idp) this process runs.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dovecot_oauth(dovecot_pool: ServerPool) -> DovecotServer:
+    """Accepts XOAUTH2/OAUTHBEARER (oauth2 passdb -> fake IdP) and PLAIN passwords."""
+    return dovecot_pool.get("oauth")
+
+
+@pytest.fixture(scope="session")
+def fake_idp(dovecot_oauth: DovecotServer, tmp_path_factory: pytest.TempPathFactory):
+    """The FAKE IdP, listening where ``dovecot_oauth`` sends its introspection requests."""
+    from mxshift.testbed.dovecot_config import IDP_PORT_FILE
+    from mxshift.testbed.fake_idp import start_fake_idp
+
+    port = int((dovecot_oauth.base_dir / IDP_PORT_FILE).read_text())
+    idp = start_fake_idp(tmp_path_factory.mktemp("idp"), introspection_port=port)
+    yield idp
+    idp.stop()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import codecs
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +33,12 @@ from mxshift.config_table import (
     _Table,
 )
 from mxshift.errors import ConfigError
+from mxshift.oauth.settings import OAuthSettings, parse_oauth
+from mxshift.providers import PROVIDER_NAMES, PROFILES, source_exclusions
 from mxshift.secrets import SecretRef
+from mxshift.store.auth import MECHANISMS
+from mxshift.store.throttle import ThrottleSettings
+from mxshift.schedule.settings import ScheduleSettings, parse_schedule
 
 PROJECT_FILE = "mxshift.toml"
 MAILBOX_FILE = "mailboxes.csv"
@@ -79,6 +84,12 @@ class Endpoint:
     max_connections: int = 10
     disable_capabilities: frozenset[str] = frozenset()
     timeout: float = 60.0
+    # issue 8: provider profile, login mechanism and token source, back-pressure
+    provider: str | None = None            # key of mxshift.providers.PROFILES
+    auth: str = "password"                 # password | xoauth2 | oauthbearer
+    oauth: OAuthSettings | None = None     # [x.oauth], required unless auth = password
+    throttle: ThrottleSettings = ThrottleSettings()
+    max_message_size: int | None = None    # the provider's limit (destination side)
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,9 @@ class PassOptions:
     batch_messages: int = 200
     batch_bytes: int = 32 * _MiB
     mailbox_parallelism: int = 4
+    # Connections per side one mailbox pass may use, copying folders in parallel; keep it
+    # under the provider's per-user limit (Gmail ~15, Microsoft 365 ~20 per mailbox).
+    folder_parallelism: int = 4
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,7 @@ class ProjectConfig:
     directory: Path
     dns: DnsSettings = DnsSettings()
     notify: NotifySettings = NotifySettings()
+    schedule: ScheduleSettings = ScheduleSettings()
 
     @property
     def mailbox_path(self) -> Path:
@@ -203,21 +218,32 @@ def parse_project(text: str, *, path: str, directory: Path) -> ProjectConfig:
         raise _toml_error(exc, text, path) from None
     directory = Path(directory).absolute()
     root = _Table(_Context(path, text), raw, ())
-    root.allow("project", "source", "destination", "folders", "options", "dns", "notify")
+    root.allow("project", "source", "destination", "folders", "options", "dns", "notify",
+               "schedule")
     project = root.table("project")
     name = _string(project, "name", directory.name or "mxshift")
     domains = tuple(_domain(project, d) for d in _string_list(project, "domains", ()))
+    source = _endpoint(root.table("source", required=True), directory)
+    source_profile = PROFILES[source.provider] if source.provider else None
     return ProjectConfig(
         name=name,
         domains=domains,
-        source=_endpoint(root.table("source", required=True), directory),
+        source=source,
         destination=_endpoint(root.table("destination", required=True), directory),
-        folders=_folders(root.table("folders")),
+        folders=_with_exclusions(_folders(root.table("folders")), source_profile),
         options=_options(root.table("options")),
         directory=directory,
         dns=_dns(root.table("dns")),
         notify=_notify(root.table("notify"), directory),
+        schedule=parse_schedule(root.table("schedule")),
     )
+
+
+def _with_exclusions(rules: FolderRules, prof) -> FolderRules:  # type: ignore[no-untyped-def]
+    """Add a source provider's virtual folders (Gmail's All Mail, Important, Starred) to
+    the exclude patterns: they are views of the label folders, copied once from those."""
+    extra = tuple(p for p in source_exclusions(prof) if p not in rules.exclude)
+    return replace(rules, exclude=rules.exclude + extra) if extra else rules
 
 
 def _toml_error(exc: tomllib.TOMLDecodeError, text: str, path: str) -> ConfigError:
@@ -236,13 +262,28 @@ def _toml_error(exc: tomllib.TOMLDecodeError, text: str, path: str) -> ConfigErr
 
 def _endpoint(t: _Table, directory: Path) -> Endpoint:
     t.allow("host", "port", "security", "ca_file", "insecure_skip_verify_host",
-            "max_connections", "disable_capabilities", "timeout", "admin")
-    host = _string(t, "host")
+            "max_connections", "disable_capabilities", "timeout", "admin",
+            "provider", "auth", "oauth", "throttle", "max_message_size")
+    provider = _choice(t, "provider", PROVIDER_NAMES + (None,), None)
+    prof = PROFILES[provider] if provider else None
+    if prof is not None and prof.host and "host" not in t.data:
+        host = prof.host
+    else:
+        host = _string(t, "host")
     if re.search(r"\s", host) or "://" in host or "/" in host:
         raise t.fail("host", f"must be a bare host name or address like mail.example.com "
                              f"(got {host!r})")
-    security = _choice(t, "security", SECURITY_CHOICES, "tls")
-    port = _integer(t, "port", 993 if security == "tls" else 143, minimum=1, maximum=65535)
+    security = _choice(t, "security", SECURITY_CHOICES, prof.security if prof else "tls")
+    port = _integer(t, "port", prof.port if prof and "security" not in t.data else
+                    993 if security == "tls" else 143, minimum=1, maximum=65535)
+    auth = _choice(t, "auth", MECHANISMS, prof.auth if prof else "password")
+    oauth_table = t.table("oauth")
+    if auth != "password" and not oauth_table.present:
+        raise t.fail("auth", f"is {auth!r}: add a [{'.'.join(map(str, t.keypath))}.oauth] table "
+                             f"naming the token_provider")
+    oauth = parse_oauth(oauth_table, directory,
+                        default_provider=prof.token_provider if prof else None) \
+        if oauth_table.present else None
     ca_file = _string(t, "ca_file", None)
     if ca_file is not None:
         ca_file = str(_anchor(Path(ca_file), directory))
@@ -264,9 +305,33 @@ def _endpoint(t: _Table, directory: Path) -> Endpoint:
         ca_file=ca_file,
         verify_tls=skip is None,
         admin=_admin(t.table("admin"), directory),
-        max_connections=_integer(t, "max_connections", 10, minimum=1),
+        max_connections=_integer(t, "max_connections",
+                                 prof.max_connections if prof else 10, minimum=1),
         disable_capabilities=frozenset(c.upper() for c in caps),
         timeout=_number(t, "timeout", 60.0),
+        provider=provider,
+        auth=auth,
+        oauth=oauth,
+        throttle=_throttle(t.table("throttle")),
+        max_message_size=_size(t, "max_message_size",
+                               prof.max_message_size if prof else None),
+    )
+
+
+def _throttle(t: _Table) -> ThrottleSettings:
+    """``[x.throttle]``: how long a pass may wait out the server, and rate limits."""
+    t.allow("max_total_wait", "default_wait", "max_single_wait", "messages_per_second",
+            "bytes_per_second", "bytes_per_day")
+    if not t.present:
+        return ThrottleSettings()
+    mps = t.get("messages_per_second", None)
+    return ThrottleSettings(
+        max_total_wait=_number(t, "max_total_wait", 1800.0),
+        default_wait=_number(t, "default_wait", 5.0),
+        max_single_wait=_number(t, "max_single_wait", 300.0),
+        messages_per_second=_number(t, "messages_per_second", 1.0) if mps is not None else None,
+        bytes_per_second=_size(t, "bytes_per_second", None),
+        bytes_per_day=_size(t, "bytes_per_day", None),
     )
 
 
@@ -327,7 +392,7 @@ def _rename_rule(t: _Table) -> RenameRule:
 
 def _options(t: _Table) -> PassOptions:
     t.allow("max_message_size", "deletion_ceiling", "deletion_floor", "batch_messages",
-            "batch_bytes", "mailbox_parallelism")
+            "batch_bytes", "mailbox_parallelism", "folder_parallelism")
     ceiling = _number(t, "deletion_ceiling", 0.10)
     if ceiling > 1:
         raise t.fail("deletion_ceiling", f"is a fraction of a folder: more than 0 and at most "
@@ -339,6 +404,7 @@ def _options(t: _Table) -> PassOptions:
         batch_messages=_integer(t, "batch_messages", 200, minimum=1),
         batch_bytes=_size(t, "batch_bytes", 32 * _MiB) or 32 * _MiB,
         mailbox_parallelism=_integer(t, "mailbox_parallelism", 4, minimum=1),
+        folder_parallelism=_integer(t, "folder_parallelism", 4, minimum=1),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from mxshift.config import Endpoint
+from mxshift.engine.limits import configure, open_limited, server_key
 from mxshift.errors import MailboxError, MxshiftError, Retry
 from mxshift.secrets import SecretBox
 from mxshift.store.auth import Credentials
@@ -18,6 +19,12 @@ from mxshift.store.imap import ImapStore
 
 def credentials(endpoint: Endpoint, user: str, sealed: str | None, box: SecretBox) -> Credentials:
     try:
+        if endpoint.auth != "password":  # OAuth2: a token per user, no password
+            from mxshift.oauth import token_cache
+
+            assert endpoint.oauth is not None, "config requires [x.oauth] for OAuth2"
+            return Credentials(user, mechanism=endpoint.auth,  # type: ignore[arg-type]
+                               tokens=token_cache(endpoint.oauth))
         if endpoint.admin is not None and not sealed:
             a = endpoint.admin
             return Credentials(user, a.password.resolve(), admin_user=a.user,
@@ -34,11 +41,20 @@ def credentials(endpoint: Endpoint, user: str, sealed: str | None, box: SecretBo
 
 def store_factory(endpoint: Endpoint, user: str, sealed: str | None,
                   box: SecretBox) -> Callable[[], Store]:
-    def open_store() -> Store:
+    def connect() -> Store:
         return ImapStore.connect(host=endpoint.host, port=endpoint.port,
                                  security=endpoint.security,
                                  credentials=credentials(endpoint, user, sealed, box),
                                  ca_file=endpoint.ca_file, verify_tls=endpoint.verify_tls,
                                  timeout=endpoint.timeout,
-                                 disabled=endpoint.disable_capabilities)
+                                 disabled=endpoint.disable_capabilities,
+                                 throttle_settings=endpoint.throttle,
+                                 max_message_size=endpoint.max_message_size)
+
+    server = server_key(endpoint.host, endpoint.port)
+    configure(server, endpoint.max_connections)
+
+    def open_store() -> Store:
+        # Every connection holds a slot of the server's cap (engine/limits.py).
+        return open_limited(server, connect)
     return open_store

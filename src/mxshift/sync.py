@@ -1,22 +1,31 @@
 """Running a pass for every mailbox of a project, several at once.
 
 Why a pool capped by the servers: providers limit connections per user and per client
-(Microsoft 365 and Gmail among them); each mailbox pass holds one connection per side, so
-the number of mailboxes in flight is the smallest of the configured parallelism and each
-endpoint's ``max_connections``.
+(Microsoft 365 and Gmail among them); each mailbox pass holds at least one connection per
+side, so the number of mailboxes in flight is the smallest of the configured parallelism
+and each endpoint's ``max_connections``, and the connections a pass may add to copy
+folders in parallel (``folder_parallelism``) are what the caps leave per mailbox.
+Every connection takes a slot of its server's cap (engine/limits.py).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Callable
+
+from sqlalchemy import update
 
 from mxshift.connect import store_factory
 from mxshift.engine.journal import Hooks
 from mxshift.engine.mailbox_pass import MailboxPass, NoProgress, PassResult, Progress
 from mxshift.engine.settings import PassSettings
+from mxshift.engine.sweep import SweepPass
 from mxshift.mapping import MappingRules, RenameRule
 from mxshift.notify import announce
 from mxshift.project import OpenProject
+from mxshift.state.models import Mailbox, utcnow
+from mxshift.state.schedule_models import Timeline
 from mxshift.verify.gate import ensure_not_complete
 
 
@@ -31,33 +40,83 @@ def pass_settings(proj: OpenProject, *, allow_mass_delete: bool = False) -> Pass
 
 
 def sync(proj: OpenProject, *, only: str | None = None, allow_mass_delete: bool = False,
-         progress: Progress | None = None, hooks: Hooks | None = None) -> list[PassResult]:
-    """One pass (prestage the first time, delta afterwards) for each selected mailbox."""
+         progress: Progress | None = None, hooks: Hooks | None = None,
+         kind: str | None = None, mailbox_ids: list[int] | None = None,
+         should_stop: Callable[[], bool] | None = None) -> list[PassResult]:
+    """One pass for each selected mailbox.
+
+    ``kind``: None picks what the project's phase calls for (prestage the first time,
+    delta afterwards; a sweep once the cutover ran, because the destination is then live
+    and a delta would undo what the user does there); ``"final"`` is the cutover's pass;
+    ``"sweep"`` the post-cutover add-only pass. A mailbox swept before its final pass ran
+    gets the final pass. ``should_stop`` is asked before each mailbox starts (a scheduler
+    stopping on SIGTERM lets running passes end and starts no new one).
+    """
     ensure_not_complete(proj)  # nothing is synced for a completed project
     cfg = proj.config
     settings = pass_settings(proj, allow_mass_delete=allow_mass_delete)
     progress = progress or NoProgress()
+    if kind is None and cutover_done(proj):
+        kind = "sweep"
 
     def one(mb_id: int, src_user: str, src_secret: str | None, dst_user: str,
-            dst_secret: str | None) -> PassResult:
-        return MailboxPass(proj.db, mb_id,
-                           source=store_factory(cfg.source, src_user, src_secret, proj.box),
-                           destination=store_factory(cfg.destination, dst_user, dst_secret,
-                                                     proj.box),
-                           settings=settings, hooks=hooks, progress=progress).run()
+            dst_secret: str | None, cut: bool) -> PassResult | None:
+        if should_stop is not None and should_stop():
+            return None
+        cls = SweepPass if kind == "sweep" and cut else MailboxPass
+        pass_kind = None if kind is None else ("final" if kind == "sweep" and not cut else kind)
+        result = cls(proj.db, mb_id,
+                     source=store_factory(cfg.source, src_user, src_secret, proj.box),
+                     destination=store_factory(cfg.destination, dst_user, dst_secret,
+                                               proj.box),
+                     settings=settings, hooks=hooks, progress=progress,
+                     kind=pass_kind).run()
+        if pass_kind == "final" and result.status in ("ok", "partial"):
+            record_cutover(proj, mb_id)
+        return result
 
     mailboxes = proj.mailboxes(only)
+    if mailbox_ids is not None:
+        wanted = set(mailbox_ids)
+        mailboxes = [m for m in mailboxes if m.id in wanted]
     workers = max(1, min(cfg.options.mailbox_parallelism, cfg.source.max_connections,
                          cfg.destination.max_connections, len(mailboxes) or 1))
-    args = [(m.id, m.source_user, m.source_secret, m.destination_user, m.destination_secret)
-            for m in mailboxes]
+    settings = replace(settings, folder_parallelism=folder_connections(
+        cfg.options.folder_parallelism, workers, cfg.source.max_connections,
+        cfg.destination.max_connections))
+    args = [(m.id, m.source_user, m.source_secret, m.destination_user, m.destination_secret,
+             m.cutover_at is not None) for m in mailboxes]
     if workers == 1:
-        results = [one(*a) for a in args]
+        ran = [one(*a) for a in args]
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda a: one(*a), args))
+            ran = list(pool.map(lambda a: one(*a), args))
+    results = [r for r in ran if r is not None]
     failed = [r for r in results if r.status == "failed"]
     if failed:
         announce(proj, "pass_failed", f"{len(failed)} mailbox pass(es) failed",
                  {"mailboxes": {r.mailbox: r.error for r in failed}})
     return results
+
+
+def folder_connections(wanted: int, mailboxes: int, *caps: int) -> int:
+    """Connections per side for one pass, so that all passes in flight fit every cap.
+
+    Why split the budget up front: a pass's first connection pair is taken before it
+    asks for extras, so extras beyond the cap would only be refused (engine/limits.py);
+    splitting it evenly keeps every mailbox in flight equally fast.
+    """
+    return max(1, min([wanted] + [cap // max(mailboxes, 1) for cap in caps]))
+
+
+def cutover_done(proj: OpenProject) -> bool:
+    with proj.db.session() as s:
+        t = s.get(Timeline, proj.project_id)
+        return t is not None and t.cutover_done_at is not None
+
+
+def record_cutover(proj: OpenProject, mailbox_id: int) -> None:
+    """The mailbox's final pass ran: from now on it only gets add-only sweeps."""
+    with proj.db.session() as s, s.begin():
+        s.execute(update(Mailbox).where(Mailbox.id == mailbox_id, Mailbox.cutover_at.is_(None))
+                  .values(cutover_at=utcnow()))

@@ -62,6 +62,9 @@ def fail(message: str, code: int = 1) -> None:
 from mxshift.cli import commands  # noqa: E402,F401
 from mxshift.cli import dns_commands  # noqa: E402,F401
 from mxshift.cli import verify_commands  # noqa: E402,F401
+from mxshift.cli import web_commands  # noqa: E402,F401
+from mxshift.cli import schedule_commands  # noqa: E402,F401
+from mxshift.cli import worker_commands  # noqa: E402,F401
 
 
 def main() -> None:

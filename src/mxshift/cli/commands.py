@@ -14,11 +14,11 @@ from rich.table import Table
 from mxshift import preflight as preflight_mod
 from mxshift import project as project_mod
 from mxshift import status as status_mod
-from mxshift import sync as sync_mod
 from mxshift.cli import app, err, fail, mailboxes_app, out, state
 from mxshift.cli.progress import RichProgress
 from mxshift.errors import MxshiftError
 from mxshift.project import OpenProject
+from mxshift.runners import run_passes
 
 
 @contextmanager
@@ -121,12 +121,21 @@ def sync(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only thi
              help="Apply deletions even above the deletion ceiling.")) -> None:
     """Copy: a full prestage on the first run, a delta afterwards."""
     with opened() as proj:
+        # here or on Celery workers (MXSHIFT_BROKER_URL): runners/__init__.py
+        ids = [m.id for m in proj.mailboxes(mailbox)] if mailbox else None
         if state.quiet:
-            results = sync_mod.sync(proj, only=mailbox, allow_mass_delete=allow_mass_delete)
+            results = run_passes(proj, ids, allow_mass_delete=allow_mass_delete)
         else:
             with RichProgress(out) as progress:
-                results = sync_mod.sync(proj, only=mailbox, allow_mass_delete=allow_mass_delete,
-                                        progress=progress)
+                results = run_passes(proj, ids, allow_mass_delete=allow_mass_delete,
+                                     progress=progress)
+    if print_results(results):
+        raise typer.Exit(1)
+
+
+def print_results(results: list) -> int:  # type: ignore[type-arg]
+    """One line per mailbox pass (failures on stderr), its notes indented; returns how many
+    did not end ``ok``."""
     bad = 0
     for r in results:
         line = (f"{r.mailbox}: {r.kind} {r.status}: {r.copied} copied ({_size(r.bytes_copied)}),"
@@ -141,15 +150,14 @@ def sync(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only thi
                                                    soft_wrap=True)
         for note in r.notes:
             out.print(f"  {note}", markup=False, highlight=False, soft_wrap=True)
-    if bad:
-        raise typer.Exit(1)
+    return bad
 
 
 @app.command()
 def status(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only this user."),
            as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
            ) -> None:
-    """Per mailbox: state, last pass, counts copied/skipped/failed."""
+    """Per mailbox: state, last pass, counts copied/skipped/failed, delta modes used."""
     with opened() as proj:
         rows = status_mod.status(proj, mailbox)
     if as_json:
@@ -157,12 +165,13 @@ def status(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only t
         return
     t = Table(title="mailboxes")
     for col in ("mailbox", "state", "last pass", "on dest", "copied", "size", "skipped",
-                "failed", "last error"):
+                "failed", "delta modes", "last error"):
         t.add_column(col, overflow="fold")  # wrap, never cut text off
     for r in rows:
         when = r.last_pass_at.strftime("%m-%d %H:%M") if r.last_pass_at else ""
         t.add_row(_pair(r.source_user, r.destination_user), r.status,
                   f"{r.last_pass_kind} {r.last_pass} {when}" if r.last_pass else "-",
                   str(r.messages_on_destination), str(r.copied), _size(r.bytes_copied),
-                  str(r.skipped), str(r.failed), escape(r.last_error or ""))
+                  str(r.skipped), str(r.failed), status_mod.modes_text(r.sync_modes),
+                  escape(r.last_error or ""))
     out.print(t)

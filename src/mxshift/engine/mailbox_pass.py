@@ -17,6 +17,7 @@ touched. Every write to the destination is journalled first (journal.py).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,10 +27,11 @@ from typing import Callable, Protocol
 from sqlalchemy import delete, select, update
 
 from mxshift.engine import lease
-from mxshift.engine.copier import FolderCopier, NewMessage
+from mxshift.engine.copier import FolderCopier, LiveProgress, NewMessage
+from mxshift.engine.folder_pool import FolderPool, apply_guarded, worker_count
 from mxshift.engine.journal import Hooks, Journal
 from mxshift.engine.locate import locate
-from mxshift.engine.plan import Candidate, deletion_blocked, plan_folder, plan_moves
+from mxshift.engine.plan import Candidate, Known, deletion_blocked, plan_folder, plan_moves
 from mxshift.engine.reconcile import reconcile
 from mxshift.engine.settings import PassSettings
 from mxshift.errors import FolderError, MailboxError, SyncError
@@ -37,7 +39,7 @@ from mxshift.identity import fingerprint, identity_fields
 from mxshift.mapping import map_folders
 from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair, Mailbox, Pass, utcnow
-from mxshift.store.base import Store
+from mxshift.store.base import FolderChanges, Store
 
 
 class Progress(Protocol):
@@ -84,8 +86,33 @@ class FolderScan:
     uidvalidity: int
     uidnext: int
     highestmodseq: int | None = None
-    mode: str = "full-scan"   # full-scan | condstore: how the source was read
+    mode: str = "full-scan"   # qresync | condstore | full-scan: how the source was read
     complete: bool = True     # False when something was held back (e.g. mass deletion)
+
+
+def delta_mode(capabilities: frozenset[str]) -> str:
+    """How a changed source folder is read: "qresync", "condstore" or "full-scan".
+
+    QRESYNC builds on CONDSTORE (RFC 7162): a server, or a ``disable_capabilities`` entry,
+    that takes CONDSTORE away takes QRESYNC with it. The store ENABLEs QRESYNC at login
+    and drops it from its capabilities when the server does not confirm.
+    """
+    if {"QRESYNC", "CONDSTORE", "ENABLE"} <= capabilities:
+        return "qresync"
+    return "condstore" if "CONDSTORE" in capabilities else "full-scan"
+
+
+def qresync_flags(known: dict[int, Known], changes: FolderChanges,
+                  exists: int) -> dict[int, frozenset[str]] | None:
+    """UID -> flags of the whole folder from the journal plus a QRESYNC answer; None when
+    they do not add up to the folder's message count (a message we never journalled, a
+    response without UID, a server that misreports): then the folder is read in full.
+    """
+    if not changes.trusted:
+        return None
+    flags = {u: k.flags for u, k in known.items() if u not in changes.vanished}
+    flags.update(changes.changed)
+    return flags if len(flags) == exists else None
 
 
 def subject_of(headers: bytes) -> str:
@@ -99,8 +126,10 @@ def subject_of(headers: bytes) -> str:
 class MailboxPass:
     def __init__(self, db: StateDB, mailbox_id: int, *, source: Callable[[], Store],
                  destination: Callable[[], Store], settings: PassSettings,
-                 hooks: Hooks | None = None, progress: Progress | None = None) -> None:
+                 hooks: Hooks | None = None, progress: Progress | None = None,
+                 kind: str | None = None) -> None:
         self.db = db
+        self.kind = kind  # None: prestage the first time, delta afterwards; or "final"
         self.mailbox_id = mailbox_id
         self.open_source = source
         self.open_destination = destination
@@ -118,7 +147,8 @@ class MailboxPass:
             label = mb.source_user
             has_passed = s.scalar(select(Pass.id).where(
                 Pass.mailbox_id == mb.id, Pass.status.in_(("ok", "partial"))).limit(1))
-        result = PassResult(mailbox=label, kind="delta" if has_passed else "prestage")
+        result = PassResult(mailbox=label,
+                            kind=self.kind or ("delta" if has_passed else "prestage"))
         try:
             self.pass_id = lease.acquire(self.db, self.mailbox_id, result.kind)
         except MailboxError as exc:
@@ -171,12 +201,26 @@ class MailboxPass:
         self._execute_moves(dst, scans, moves, pairs, result)
         self.progress.start(result.mailbox, sum(len(s.new) for s in scans.values()),
                             sum(m.size for s in scans.values() for m in s.new.values()))
-        for pair_id, scan in sorted(scans.items()):
-            try:
-                self._apply(src, dst, scan, result)
-            except FolderError as exc:
-                self._folder_error(scan.pair, exc, result)
+        self._apply_all(src, dst, [scan for _, scan in sorted(scans.items())], result)
         self._drop_gone_folders(dst, [s.pair for s in scans.values() if not s.pair.present])
+
+    def _apply_all(self, src: Store, dst: Store, scans: list[FolderScan],
+                   result: PassResult) -> None:
+        """Step 6 for every folder: on this connection pair, or on several (folder_pool)."""
+        self.live = LiveProgress(self.db, self.pass_id)
+        self.cancel = threading.Event()
+        one = apply_guarded(self._apply,
+                            lambda scan, exc, part: self._folder_error(scan.pair, exc, part))
+        workers = worker_count(scans, self.settings.folder_parallelism)
+        self.worker_batch_bytes = max(1, self.settings.batch_bytes // workers)
+        if workers == 1:
+            for scan in scans:
+                one(src, dst, scan, result)
+            return
+        FolderPool(src=src, dst=dst, open_source=self.open_source,
+                   open_destination=self.open_destination, apply_one=one,
+                   fresh_result=lambda: PassResult(mailbox=result.mailbox, kind=result.kind),
+                   result=result, cancel=self.cancel).run(scans, workers)
 
     def _drop_gone_folders(self, dst: Store, gone: list[FolderPair]) -> None:
         """A folder deleted or renamed on the source goes on the destination too, but only
@@ -273,32 +317,50 @@ class MailboxPass:
     def _scan(self, src: Store, pair: FolderPair) -> FolderScan | None:
         """Read what changed on the source folder; None when nothing did.
 
-        With CONDSTORE a folder whose STATUS (UIDVALIDITY, UIDNEXT, MESSAGES,
-        HIGHESTMODSEQ) equals what the last complete pass saw is not even selected, and a
-        changed one is read with CHANGEDSINCE plus a UID SEARCH for expunges, so the cost
-        follows the changes. Without it every UID and its flags are read.
+        The mode follows the server (see :func:`delta_mode`): with CONDSTORE a folder whose
+        STATUS (UIDVALIDITY, UIDNEXT, MESSAGES, HIGHESTMODSEQ) equals what the last complete
+        pass saw is not even selected. A changed one is read with QRESYNC (one SELECT
+        answers what vanished and what changed), else with CHANGEDSINCE plus a UID SEARCH
+        for expunges, so the cost follows the changes. Without either, or after a
+        UIDVALIDITY change, or when the delta does not add up to the folder's message
+        count, every UID and its flags are read ("full-scan").
         """
         if not pair.present:
             known = self.journal.known(pair.id)
             delta = plan_folder({}, known)
             return FolderScan(pair, {}, {}, delta.vanished, pair.source_uidvalidity or 0,
                               pair.source_uidnext or 0)
-        incremental = "CONDSTORE" in src.capabilities and pair.source_highestmodseq is not None
-        if incremental:
+        mode = delta_mode(src.capabilities)
+        if pair.source_highestmodseq is None or not pair.source_uidvalidity:
+            mode = "full-scan"  # nothing to compare with: first pass, or not in step
+        if mode != "full-scan":
             st = src.status(pair.source_name)
             if (st.uidvalidity, st.uidnext, st.messages, st.highestmodseq) == (
                     pair.source_uidvalidity, pair.source_uidnext, pair.source_messages,
                     pair.source_highestmodseq):
                 return None
-        st = src.select(pair.source_name, readonly=True)
-        reset = self.journal.track_uidvalidity(pair, "source", st.uidvalidity)
         known = self.journal.known(pair.id)
-        if incremental and not reset and st.highestmodseq is not None:
+        changes = None
+        if mode == "qresync":
+            changes = src.select_changes(
+                pair.source_name, uidvalidity=pair.source_uidvalidity,  # type: ignore[arg-type]
+                modseq=pair.source_highestmodseq, known_uids=known)  # type: ignore[arg-type]
+            st = changes.status
+        else:
+            st = src.select(pair.source_name, readonly=True)
+        if self.journal.track_uidvalidity(pair, "source", st.uidvalidity):
+            mode = "full-scan"
+            known = self.journal.known(pair.id)
+        flags: dict[int, frozenset[str]] | None = None
+        if st.highestmodseq is None:
+            mode = "full-scan"
+        elif mode == "qresync" and changes is not None:
+            flags = qresync_flags(known, changes, st.messages)
+        elif mode == "condstore":
             changed = src.changed_since(pair.source_highestmodseq)  # type: ignore[arg-type]
             flags = {u: changed[u] if u in changed else
                      (known[u].flags if u in known else frozenset()) for u in src.all_uids()}
-            mode = "condstore"
-        else:
+        if flags is None:
             flags, mode = src.uid_flags(), "full-scan"
         delta = plan_folder(flags, known)
         if delta.forget:
@@ -386,7 +448,10 @@ class MailboxPass:
             scan.new = {u: NewMessage(uid=u) for u in scan.source_flags}
             self._identify_new(src, {pair.id: scan})
         known = self.journal.known(pair.id)
-        copier = FolderCopier(self, src, dst, pair, st, result)
+        copier = FolderCopier(self, src, dst, pair, st, result,
+                              batch_bytes=getattr(self, "worker_batch_bytes", None),
+                              live=getattr(self, "live", None),
+                              cancel=getattr(self, "cancel", None))
         if scan.new:
             if pair.present:
                 src.select(pair.source_name, readonly=True)

@@ -22,9 +22,15 @@ from mxshift.state.models import FolderPair, Message
 from mxshift.store.base import Store
 
 
-def reconcile(journal: Journal, dest: Store, pairs: dict[int, FolderPair]) -> int:
-    """Reconcile every passing row of the mailbox; returns how many rows it settled."""
+def reconcile(journal: Journal, dest: Store, pairs: dict[int, FolderPair], *,
+              appends_only: bool = False) -> int:
+    """Reconcile every passing row of the mailbox; returns how many rows it settled.
+
+    ``appends_only`` (post-cutover sweeps) settles interrupted appends and leaves every
+    other intent alone: after the cutover nothing on the destination is moved or deleted."""
     rows = journal.passing()
+    if appends_only:
+        rows = [r for r in rows if r.state == "pending"]
     if not rows:
         return 0
     flag_ids = [r.id for r in rows if r.pending_flags is not None]

@@ -16,3 +16,6 @@ class PassSettings:
     batch_messages: int = 200
     batch_bytes: int = 32 * 1024 * 1024
     allow_mass_delete: bool = False
+    # Connection pairs one pass may use to copy folders in parallel (1 = serial). The
+    # project file's default is higher; sync.py lowers it to fit the servers' caps.
+    folder_parallelism: int = 1

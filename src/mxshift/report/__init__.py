@@ -20,7 +20,9 @@ JSON shape (``"schema": "mxshift.report/1"``)::
                             "destination_uid", "subject", "from", "date", "size", "reason",
                             "explained", "accepted": null | {"reason", "by", "at"},
                             "open"}]},
-                    "gate": {"verified": bool, "open": [str]}}],
+                    "gate": {"verified": bool, "open": [str]},
+                    "folders": [{"folder", "sync_mode", "last_synced_at"}],
+                    "sync_modes": {mode: folder count}}],
      "accepted": [{"mailbox", "kind", "folder", "subject", "reason", "by", "at"}],
      "timeline": [{"at", "mailbox", "text"}]}
 """

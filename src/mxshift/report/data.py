@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mxshift.project import OpenProject
-from mxshift.state.models import Event, Pass, Project
+from mxshift.state.models import Event, FolderPair, Pass, Project
 from mxshift.state.verify_models import Acceptance, Verification
 from mxshift.verify import gate, run
 
@@ -17,6 +17,24 @@ def _iso(dt: datetime | None) -> str | None:
     if dt is None:
         return None
     return (dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt).isoformat()
+
+
+def _folders(s: Any, mailbox_id: int) -> list[dict[str, Any]]:
+    """Each selectable source folder and how the last pass read it (issue 3): "qresync",
+    "condstore", "full-scan", or None before its first complete pass."""
+    pairs = s.scalars(select(FolderPair).where(
+        FolderPair.mailbox_id == mailbox_id, FolderPair.present.is_(True),
+        FolderPair.selectable.is_(True)).order_by(FolderPair.id))
+    return [{"folder": p.display_name or p.source_name, "sync_mode": p.sync_mode,
+             "last_synced_at": _iso(p.last_synced_at)} for p in pairs]
+
+
+def _mode_counts(folders: list[dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in folders:
+        key = f["sync_mode"] or "not yet"
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
 
 
 def collect(proj: OpenProject) -> dict[str, Any]:
@@ -38,6 +56,7 @@ def collect(proj: OpenProject) -> dict[str, Any]:
                                   .order_by(Acceptance.id)))
             verifs = list(s.scalars(select(Verification).where(Verification.mailbox_id == m.id)
                                     .order_by(Verification.id)))
+            folders = _folders(s, m.id)
         v = run.latest(proj.db, m.id)
         g = gate.mailbox_gate(proj, m)
         mailboxes.append({
@@ -53,6 +72,8 @@ def collect(proj: OpenProject) -> dict[str, Any]:
                 k: val for k, val in v.as_json().items()
                 if k not in ("mailbox", "destination_user")},
             "gate": {"verified": g.verified, "open": g.open},
+            "folders": folders,
+            "sync_modes": _mode_counts(folders),
         })
         for a in accs:
             accepted.append({"mailbox": m.source_user, "kind": a.kind, "folder": a.folder,

@@ -1,22 +1,35 @@
 """Opening the state database and keeping its schema current.
 
-Why here: every command (CLI, scheduler, dashboard) opens state the same way. SQLite is
-the embedded default (``DIR/mxshift.db``), any SQLAlchemy URL in ``MXSHIFT_DATABASE_URL``
-replaces it. SQLite runs in WAL mode with a busy timeout so a reader never blocks the
-writer, and every write transaction starts with ``BEGIN IMMEDIATE`` (no lock upgrades,
-so no "database is locked" between threads or processes).
+Why here: every command (CLI, scheduler, dashboard, workers) opens state the same way.
+SQLite is the embedded default (``DIR/mxshift.db``), any SQLAlchemy URL in
+``MXSHIFT_DATABASE_URL`` replaces it (PostgreSQL for workers on several machines).
+
+SQLite runs in WAL mode with a busy timeout so a reader never blocks the writer, and every
+write transaction starts with ``BEGIN IMMEDIATE`` (no lock upgrades, so no "database is
+locked" between threads or processes). Its schema is upgraded on open: one machine, one
+file, nobody else to coordinate with.
+
+PostgreSQL is shared by many processes on many machines, so its schema is never changed
+as a side effect of opening it: ``mxshift db upgrade`` applies the migrations (under an
+advisory lock, so two upgrades cannot interleave), and every other command refuses a
+schema that is behind or ahead with one line that says what to do. PostgreSQL gives each
+transaction READ COMMITTED; what SQLite's single writer serialised for us (one pass per
+mailbox) is serialised by an advisory lock in engine/lease.py.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mxshift.errors import StateError
@@ -25,8 +38,36 @@ DB_FILE = "mxshift.db"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+#: Key of the advisory lock held while migrating a PostgreSQL state database.
+_MIGRATION_LOCK = 0x6D78_0001
+
+
 def database_url(directory: Path) -> str:
-    return os.environ.get("MXSHIFT_DATABASE_URL") or f"sqlite:///{(directory / DB_FILE).resolve()}"
+    url = os.environ.get("MXSHIFT_DATABASE_URL") or f"sqlite:///{(directory / DB_FILE).resolve()}"
+    return normalise_url(url)
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3, the driver mxshift ships with
+    (SQLAlchemy would otherwise look for psycopg2, which is not installed)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password: for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is shown as "(invalid URL)"
+        return "(invalid URL)"
+
+
+def is_sqlite(url_or_engine: str | Engine) -> bool:
+    if isinstance(url_or_engine, Engine):
+        return url_or_engine.dialect.name == "sqlite"
+    return url_or_engine.startswith("sqlite")
 
 
 def _alembic_config() -> Config:
@@ -49,6 +90,9 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine) -> None:
     cfg = _alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # two `db upgrade` (or workers started at once) must not run the chain twice
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
@@ -74,6 +118,13 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _sqlite_pragmas(engine)
         return engine
+    if url.startswith("postgresql"):
+        # TCP keepalives: a lease is an advisory lock held by a connection (lease.py); a
+        # worker machine that vanished must lose it within about a minute, not hours.
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40,
+                             connect_args={"keepalives": 1, "keepalives_idle": 30,
+                                           "keepalives_interval": 10, "keepalives_count": 3,
+                                           "connect_timeout": 10})
     return create_engine(url, pool_pre_ping=True)
 
 
@@ -92,26 +143,68 @@ class StateDB:
 
 
 def open_state(directory: Path, *, create: bool = True, url: str | None = None) -> StateDB:
-    """Open the project's state; create or upgrade an older schema; refuse a newer one."""
-    url = url or database_url(directory)
+    """Open the project's state; refuse a newer schema. SQLite: create or upgrade an older
+    one. Other databases: refuse an older one too (``mxshift db upgrade`` migrates)."""
+    url = normalise_url(url or database_url(directory))
     if url.startswith("sqlite") and not create and not (directory / DB_FILE).exists():
         raise StateError(f"no state database in {directory}: run `mxshift mailboxes import` first")
     engine = make_engine(url)
-    check_schema(engine, create=create)
+    try:
+        check_schema(engine, create=create, migrate=is_sqlite(url))
+    except OperationalError as exc:
+        engine.dispose()
+        raise StateError(f"cannot open the state database {safe_url(url)}: "
+                         f"{str(exc.orig).strip().splitlines()[0]}") from None
+    except BaseException:
+        engine.dispose()
+        raise
     return StateDB(engine)
 
 
-def check_schema(engine: Engine, *, create: bool) -> None:
-    head = head_revision()
-    current = current_revision(engine)
-    if current == head:
-        return
+@dataclass
+class UpgradeResult:
+    url: str            # without password
+    before: str | None  # schema revision found (None: empty database)
+    after: str
+
+
+def upgrade_state(directory: Path, *, url: str | None = None) -> UpgradeResult:
+    """Apply every pending migration (``mxshift db upgrade``); refuse a newer schema."""
+    url = normalise_url(url or database_url(directory))
+    engine = make_engine(url)
+    try:
+        before = current_revision(engine)
+        _refuse_unknown(before)
+        upgrade(engine)
+        return UpgradeResult(safe_url(url), before, head_revision())
+    except OperationalError as exc:
+        raise StateError(f"cannot open the state database {safe_url(url)}: "
+                         f"{str(exc.orig).strip().splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+
+
+def _refuse_unknown(current: str | None) -> None:
     script = ScriptDirectory.from_config(_alembic_config())
     known = {rev.revision for rev in script.walk_revisions()}
     if current is not None and current not in known:
         raise StateError(
             f"the state database has schema revision {current}, which this mxshift does not "
-            f"know (newest known: {head}); it was written by a newer mxshift: upgrade mxshift")
+            f"know (newest known: {head_revision()}); it was written by a newer mxshift: "
+            f"upgrade mxshift")
+
+
+def check_schema(engine: Engine, *, create: bool, migrate: bool = True) -> None:
+    head = head_revision()
+    current = current_revision(engine)
+    if current == head:
+        return
+    if not migrate:
+        _refuse_unknown(current)
+        where = "is empty" if current is None else f"has schema revision {current}"
+        raise StateError(f"the state database {where}, this mxshift needs {head}: "
+                         f"run `mxshift db upgrade`")
+    _refuse_unknown(current)
     if current is None and not create:
         raise StateError("the state database is not initialised: run `mxshift mailboxes import`")
     upgrade(engine)

@@ -22,18 +22,23 @@ from mxshift.state.models import Base, utcnow
 
 
 class Timeline(Base):
-    """One row per project: the plan, as set by mxshift.toml and changed by the operator."""
+    """One row per project: what the operator changed or what happened.
+
+    The plan itself lives in mxshift.toml ``[schedule]``; a non-null interval or time here is
+    an operator's override (``mxshift schedule set``) and wins over the file. Facts
+    (``prestage_at``, ``cutover_done_at``, ``sweep_ended_at``) are only ever recorded here.
+    """
 
     __tablename__ = "timeline"
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), primary_key=True)
     prestage_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    delta_interval_s: Mapped[int] = mapped_column(Integer, default=24 * 3600)
+    delta_interval_s: Mapped[int | None] = mapped_column(Integer)
     cutover_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # planned
     cutover_done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cutover_forced_by: Mapped[str | None] = mapped_column(String(200))  # who, when --force
     cutover_note: Mapped[str | None] = mapped_column(Text)  # why it was forced / DNS verdicts
-    sweep_interval_s: Mapped[int] = mapped_column(Integer, default=3600)
-    sweep_window_s: Mapped[int] = mapped_column(Integer, default=48 * 3600)
+    sweep_interval_s: Mapped[int | None] = mapped_column(Integer)
+    sweep_window_s: Mapped[int | None] = mapped_column(Integer)
     sweep_ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # early end
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
                                                  onupdate=utcnow)

@@ -35,6 +35,25 @@ class FolderStatus:
 
 
 @dataclass(frozen=True)
+class FolderChanges:
+    """A folder selected with QRESYNC: its state and what changed since a MODSEQ.
+
+    ``vanished``: UIDs expunged since (VANISHED (EARLIER)), among the known UIDs given;
+    ``changed``: UID -> flags of every message changed since, or added above the known
+    UIDs (read with one more FETCH when the server limits its answer to them, as Dovecot
+    does). ``trusted`` is False
+    when a response could not be tied to a UID: the caller must read the folder in full.
+    When ``status.uidvalidity`` is not the one asked about, the server ignored the request
+    (RFC 7162 3.2.5): both are empty and the folder needs a full scan.
+    """
+
+    status: FolderStatus
+    vanished: frozenset[int]
+    changed: dict[int, frozenset[str]]
+    trusted: bool = True
+
+
+@dataclass(frozen=True)
 class MessageMeta:
     """Cheap facts about a message: enough to fingerprint it without its body."""
 
@@ -101,8 +120,19 @@ class Store(Protocol):
         """UID -> flags of messages whose MODSEQ is above ``modseq`` (CONDSTORE only)."""
         ...
 
+    def select_changes(self, folder: str, *, uidvalidity: int, modseq: int,
+                       known_uids: Iterable[int]) -> FolderChanges:
+        """Select ``folder`` read-only with QRESYNC (only where ``"QRESYNC"`` is in
+        :attr:`capabilities`, which then means it was ENABLEd at login): what vanished
+        among ``known_uids`` and what changed since ``modseq``, in one round trip."""
+        ...
+
     def fetch_meta(self, uids: Iterable[int]) -> list[MessageMeta]:
         """Size, flags, INTERNALDATE and identity headers of ``uids``; unknown UIDs are absent."""
+        ...
+
+    def fetch_header_fields(self, uids: Iterable[int], names: Iterable[str]) -> dict[int, bytes]:
+        """The named header lines of ``uids`` as sent (e.g. every ``Received:``)."""
         ...
 
     def fetch_raw(self, uids: Iterable[int]) -> Iterator[RawMessage]:

@@ -8,32 +8,41 @@ errors so a pass knows whether to skip a message, a folder, a mailbox or back of
 
 from __future__ import annotations
 
+import functools
 import re
+import select
 import socket
 import ssl
+import time
 from datetime import datetime
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NoReturn, TypeVar
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.response_parser import parse_fetch_response
-from imapclient.datetime_util import datetime_to_INTERNALDATE
-from imapclient.imapclient import _literal, _quote, seq_to_parenstr, seq_to_parenstr_upper
+from imapclient.datetime_util import datetime_to_INTERNALDATE, parse_to_datetime
+from imapclient.imapclient import _quote, seq_to_parenstr, seq_to_parenstr_upper
 
 from mxshift.errors import EndpointError, FolderError, MailboxError, MessageError, Retry
 from mxshift.mapping import Namespace, RemoteFolder
-from mxshift.store.auth import Credentials, authenticate
-from mxshift.store.base import FolderStatus, MessageMeta, QuotaInfo, RawMessage
+from mxshift.store import throttle
+from mxshift.store.auth import Credentials, TokenRefused, authenticate
+from mxshift.store import qresync
+from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta, QuotaInfo, RawMessage
 from mxshift.store.uidset import compress_uids
 
 IDENTITY_FIELDS = b"BODY[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"
 _META_ITEMS = ["RFC822.SIZE", "FLAGS", "INTERNALDATE",
                "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"]
 _UIDPLUS_RE = re.compile(rb"\[(APPENDUID|COPYUID) (\d+) ([\d:,]+)(?: ([\d:,]+))?\]", re.I)
+# A message above this size is sent with a synchronising literal even where LITERAL+ is
+# offered: the server may refuse it (size, quota) before we send its bytes.
+SYNC_LITERAL_ABOVE = 8 * 1024 * 1024
 _BACKOFF_CODES = ("[UNAVAILABLE]", "[LIMIT]", "[INUSE]", "[SERVERBUG]", "THROTTL")
 # The connection is gone (BYE, EOF, reset, timeout): imaplib's "abort" is a subclass of
 # its "error", so these must be caught first, or a dead server reads as a bad folder.
 _LOST = (IMAPClientAbortError, OSError, socket.timeout)
+T = TypeVar("T")
 
 
 def _s(value: bytes | str) -> str:
@@ -91,46 +100,48 @@ class ImapStore:
     """One authenticated IMAP connection, speaking the Store protocol."""
 
     def __init__(self, client: IMAPClient, *, host: str,
-                 disabled: frozenset[str] = frozenset()) -> None:
+                 disabled: frozenset[str] = frozenset(),
+                 reopen: Callable[[], IMAPClient] | None = None,
+                 throttle_settings: throttle.ThrottleSettings | None = None,
+                 max_message_size: int | None = None) -> None:
         self._c = client
         self._host = host
         caps = {_s(c).upper() for c in client.capabilities()}
         self.capabilities = frozenset(caps - {d.upper() for d in disabled})
+        if max_message_size is not None:
+            # A provider's size limit (35 MB on Microsoft 365) as the APPENDLIMIT the
+            # copier already honours: larger messages are skipped with the reason.
+            self.capabilities = _with_appendlimit(self.capabilities, max_message_size)
         self._selected: str | None = None
+        # Back-pressure (see _retry): how to log in again, what was selected and how,
+        # and the wait budget this store (one pass, one server) may spend.
+        self._reopen = reopen
+        self._readonly = True
+        self._uidvalidity: tuple[str, int] | None = None  # (folder, UIDVALIDITY) at select
+        self._reconnecting = False
+        settings = throttle_settings or throttle.ThrottleSettings()
+        self.budget = throttle.WaitBudget(settings, host)
+        self.limiter = throttle.limiter_for(host, settings)
+        self.reconnects = 0
+        self.sleep: Callable[[float], None] = time.sleep
 
     # -- connection -----------------------------------------------------------------
     @classmethod
     def connect(cls, *, host: str, port: int, security: str, credentials: Credentials,
                 ca_file: str | None = None, verify_tls: bool = True, timeout: float = 60.0,
-                disabled: frozenset[str] = frozenset()) -> "ImapStore":
+                disabled: frozenset[str] = frozenset(),
+                throttle_settings: throttle.ThrottleSettings | None = None,
+                max_message_size: int | None = None) -> "ImapStore":
         """Connect, secure and log in; raise EndpointError or MailboxError (bad login)."""
-        try:
-            ctx = tls_context(ca_file, verify_tls) if security != "none" else None
-            client = IMAPClient(host, port=port, use_uid=True, ssl=security == "tls",
-                                ssl_context=ctx, timeout=timeout)
-            if security == "starttls":
-                client.starttls(ctx)
-        except ssl.SSLCertVerificationError as exc:
-            raise EndpointError(f"{host}:{port}: TLS certificate not trusted: "
-                                f"{exc.verify_message}", retry=Retry.FINAL) from None
-        except (OSError, socket.timeout, IMAPClientError, ssl.SSLError) as exc:
-            raise EndpointError(f"{host}:{port}: cannot connect: {exc}") from None
-        client.normalise_times = False
-        client.folder_encode = False
-        try:
-            authenticate(client, credentials)
-        except LoginError as exc:
-            _quiet_close(client)
-            raise MailboxError(f"login as {credentials.user} failed on {host}: "
-                               f"{_clean(str(exc))}", retry=Retry.FINAL) from None
-        except (OSError, IMAPClientError) as exc:
-            _quiet_close(client)
-            raise _endpoint_error(host, exc) from None
-        store = cls(client, host=host, disabled=disabled)
+        reopen = functools.partial(_open_client, host=host, port=port, security=security,
+                                   credentials=credentials, ca_file=ca_file,
+                                   verify_tls=verify_tls, timeout=timeout)
+        store = cls(reopen(), host=host, disabled=disabled, reopen=reopen,
+                    throttle_settings=throttle_settings, max_message_size=max_message_size)
         if {"CONDSTORE", "ENABLE"} <= store.capabilities:
             # So that SELECT reports HIGHESTMODSEQ (RFC 7162 3.1.8): the folder's
             # change counter as of the moment we start reading it.
-            store._call(client.enable, "CONDSTORE")
+            store._enable_modseq()
         return store
 
     def close(self) -> None:
@@ -159,9 +170,7 @@ class ImapStore:
 
     def create_folder(self, name: str) -> None:
         try:
-            self._c.create_folder(name)
-        except _LOST as exc:
-            raise _endpoint_error(self._host, exc) from None
+            self._retry("CREATE", lambda: self._c.create_folder(name))
         except IMAPClientError as exc:
             if "ALREADYEXISTS" in str(exc).upper() or "exists" in str(exc).lower():
                 return
@@ -181,9 +190,7 @@ class ImapStore:
         if "STATUS=SIZE" in self.capabilities:
             items.append("SIZE")
         try:
-            st = self._c.folder_status(folder, items)
-        except _LOST as exc:
-            raise _endpoint_error(self._host, exc) from None
+            st = self._retry("STATUS", lambda: self._c.folder_status(folder, items))
         except IMAPClientError as exc:
             raise FolderError(f"STATUS {folder!r}: {_clean(str(exc))}") from None
         return FolderStatus(uidvalidity=int(st[b"UIDVALIDITY"]), uidnext=int(st[b"UIDNEXT"]),
@@ -194,12 +201,12 @@ class ImapStore:
 
     def select(self, folder: str, *, readonly: bool) -> FolderStatus:
         try:
-            st = self._c.select_folder(folder, readonly=readonly)
-        except _LOST as exc:
-            raise _endpoint_error(self._host, exc) from None
+            st = self._retry("SELECT", lambda: self._c.select_folder(folder, readonly=readonly))
         except IMAPClientError as exc:
             raise FolderError(f"SELECT {folder!r}: {_clean(str(exc))}") from None
         self._selected = folder
+        self._readonly = readonly
+        self._uidvalidity = (folder, int(st[b"UIDVALIDITY"]))
         uidnext = st.get(b"UIDNEXT")
         if uidnext is None:  # some servers omit it from SELECT; STATUS always has it
             uidnext = self.status(folder).uidnext
@@ -225,6 +232,66 @@ class ImapStore:
         data = self._call(self._fetch, "1:*", ["FLAGS"], [f"CHANGEDSINCE {modseq}"])
         return {uid: _flags(item.get(b"FLAGS", ())) for uid, item in data.items()}
 
+    def select_changes(self, folder: str, *, uidvalidity: int, modseq: int,
+                       known_uids: Iterable[int]) -> FolderChanges:
+        """EXAMINE folder (QRESYNC (uidvalidity modseq known-uids)): one round trip.
+
+        imaplib's ``select`` takes no parameters, so this is its body with one more
+        argument (flush the untagged responses, send, track the state), after which the
+        VANISHED and FETCH responses it filed are read by :mod:`mxshift.store.qresync`.
+        """
+        if not {"QRESYNC", "CONDSTORE"} <= self.capabilities:
+            raise FolderError("QRESYNC is not offered (or disabled) on this server")
+        imap = self._c._imap
+        known = set(known_uids)
+        param = qresync.select_parameter(uidvalidity, modseq, known)
+        imap.untagged_responses = {}
+        imap.is_readonly = True
+        self._selected = None
+        try:
+            typ, data = imap._simple_command("EXAMINE", self._c._normalise_folder(folder),
+                                             param)
+        except _LOST as exc:
+            raise _endpoint_error(self._host, exc) from None
+        except IMAPClientError as exc:
+            imap.state = "AUTH"
+            raise FolderError(f"SELECT {folder!r} (QRESYNC): {_clean(str(exc))}") from None
+        if typ != "OK":
+            imap.state = "AUTH"
+            text = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+            raise FolderError(f"SELECT {folder!r} (QRESYNC): {text}")
+        imap.state = "SELECTED"
+        self._selected = folder
+        untagged = imap.untagged_responses
+        try:
+            found = qresync.parse_changes(untagged)
+        except qresync.QresyncParseError:
+            found = qresync.QresyncChanges(frozenset(), {}, unkeyed=1)
+        for key in ("VANISHED", "FETCH"):
+            untagged.pop(key, None)
+        st = self._c._process_select_response(untagged)
+        uidnext = st.get(b"UIDNEXT")
+        if uidnext is None:
+            uidnext = self.status(folder).uidnext
+        status = FolderStatus(uidvalidity=int(st[b"UIDVALIDITY"]), uidnext=int(uidnext),
+                              messages=int(st.get(b"EXISTS", 0)),
+                              highestmodseq=int(st[b"HIGHESTMODSEQ"])
+                              if b"HIGHESTMODSEQ" in st else None)
+        changed = {u: f for u, f in found.changed.items() if f is not None}
+        missing = sorted(u for u, f in found.changed.items() if f is None)
+        if missing:  # a FETCH without FLAGS: ask for them (rare; not Dovecot)
+            data2 = self._call(self._fetch, compress_uids(missing), ["FLAGS"])
+            changed.update({u: _flags(i.get(b"FLAGS", ())) for u, i in data2.items()})
+        # Given known-uids, the server reports changes among them only (Dovecot does, as
+        # RFC 7162 3.2.5.2 allows): messages added above them are read here, when any.
+        first_new = max(known, default=0) + 1
+        if known and status.uidvalidity == uidvalidity and status.uidnext > first_new:
+            data3 = self._call(self._fetch, f"{first_new}:*", ["FLAGS"])
+            changed.update({u: _flags(i.get(b"FLAGS", ())) for u, i in data3.items()
+                            if u >= first_new and u not in found.vanished})
+        return FolderChanges(status=status, vanished=found.vanished, changed=changed,
+                             trusted=found.unkeyed == 0)
+
     def fetch_meta(self, uids: Iterable[int]) -> list[MessageMeta]:
         uid_list = sorted(set(uids))
         if not uid_list:
@@ -242,12 +309,26 @@ class ImapStore:
                                    internaldate=item[b"INTERNALDATE"], headers=header))
         return out
 
+    def fetch_header_fields(self, uids: Iterable[int], names: Iterable[str]) -> dict[int, bytes]:
+        uid_list = sorted(set(uids))
+        if not uid_list:
+            return {}
+        fields = " ".join(n.upper() for n in names)
+        data = self._call(self._fetch, compress_uids(uid_list),
+                          [f"BODY.PEEK[HEADER.FIELDS ({fields})]"])
+        return {uid: next((v for k, v in item.items()
+                           if k.startswith(b"BODY[HEADER.FIELDS")), b"") or b""
+                for uid, item in data.items()}
+
     def fetch_raw(self, uids: Iterable[int]) -> Iterator[RawMessage]:
         uid_list = sorted(set(uids))
         if not uid_list:
             return
         data = self._call(self._fetch, compress_uids(uid_list),
-                          ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+                          ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], bodies=True)
+        if self.limiter is not None:
+            self.limiter.acquire(len(data), sum(len(i.get(b"BODY[]") or b"")  # type: ignore
+                                                for i in data.values()))
         for uid in uid_list:
             item = data.pop(uid, None)
             if item is None or b"BODY[]" not in item:
@@ -264,45 +345,77 @@ class ImapStore:
     def append(self, folder: str, raw: bytes, flags: Iterable[str],
                internaldate: datetime) -> int | None:
         try:
-            resp = self._c.append(folder, raw, flags=tuple(sorted(flags)), msg_time=internaldate)
-        except _LOST as exc:
-            raise _endpoint_error(self._host, exc) from None
+            typ, data = self._append_retrying(folder, [(raw, frozenset(flags), internaldate)])
         except IMAPClientError as exc:
-            text = _clean(str(exc))
-            upper = text.upper()
-            # On APPEND, [LIMIT]/[TOOBIG] refuse this message (Dovecot: "Mail size is larger
-            # than the maximum size"), not the server: skip it, don't back off.
-            if "[LIMIT]" in upper or "[TOOBIG]" in upper:
-                raise MessageError(text, retry=Retry.FINAL) from None
-            if "[OVERQUOTA]" in upper:  # every further message would be refused too
-                raise MailboxError(f"{self._host}: mailbox full: {text}",
-                                   retry=Retry.FINAL) from None
-            if any(code in upper for code in _BACKOFF_CODES):
-                raise EndpointError(f"{self._host}: {text}", retry=Retry.WAIT,
-                                    wait_seconds=60) from None
-            if "TRYCREATE" in upper:
-                raise FolderError(f"APPEND to {folder!r}: {text}") from None
-            raise MessageError(text, retry=Retry.FINAL) from None
+            self._append_refused(folder, _clean(str(exc)))
+        text = b" ".join(d for d in data if isinstance(d, bytes))
+        if typ != "OK":
+            self._append_refused(folder, _clean(text.decode("utf-8", "replace")))
         if "UIDPLUS" not in self.capabilities:
             return None  # an unadvertised APPENDUID is not to be relied on
-        parsed = parse_uidplus(resp or b"")
+        parsed = parse_uidplus(text)
         return parsed[3][0] if parsed and parsed[3] else None
+
+    def _append_refused(self, folder: str, text: str) -> NoReturn:
+        upper = text.upper()
+        # On APPEND, [LIMIT]/[TOOBIG] refuse this message (Dovecot: "Mail size is larger
+        # than the maximum size"), not the server: skip it, don't back off.
+        if "[LIMIT]" in upper or "[TOOBIG]" in upper:
+            raise MessageError(text, retry=Retry.FINAL) from None
+        if "[OVERQUOTA]" in upper:  # every further message would be refused too
+            raise MailboxError(f"{self._host}: mailbox full: {text}",
+                               retry=Retry.FINAL) from None
+        if any(code in upper for code in _BACKOFF_CODES):
+            raise EndpointError(f"{self._host}: {text}", retry=Retry.WAIT,
+                                wait_seconds=60) from None
+        if "TRYCREATE" in upper:
+            raise FolderError(f"APPEND to {folder!r}: {text}") from None
+        raise MessageError(text, retry=Retry.FINAL) from None
+
+    def _append_command(self, folder: str,
+                        messages: list[tuple[bytes, frozenset[str], datetime]]
+                        ) -> tuple[str, list]:
+        """Send one APPEND (MULTIAPPEND when several messages) and read its answer.
+
+        Why not imaplib's ``append``: it runs a CRLF regex over every message (a tenth of a
+        full copy's CPU), and imapclient's multi-literal path copies each message into a new
+        string. Here each literal goes straight to the socket: LITERAL+ where offered
+        (no round trip per message), a synchronising literal for a message above
+        ``SYNC_LITERAL_ABOVE`` so the server can refuse it before we send its bytes.
+        """
+        imap = self._c._imap
+        plus = "LITERAL+" in self.capabilities
+        tag = imap._new_tag()
+        imap.tagged_commands[tag] = None
+        head = tag + b" APPEND " + _quote(folder).encode("ascii")
+        for raw, flags, date in messages:
+            sync = not plus or len(raw) > SYNC_LITERAL_ABOVE
+            head += (b" " + seq_to_parenstr(sorted(flags)).encode("ascii") + b' "'
+                     + datetime_to_INTERNALDATE(date).encode("ascii") + b'" {'
+                     + str(len(raw)).encode("ascii") + (b"}\r\n" if sync else b"+}\r\n"))
+            if sync:
+                imap.send(head)
+                head = b""
+                while imap._get_response():  # None = the continuation ("+ ...") came
+                    if imap.tagged_commands.get(tag):  # refused before the bytes
+                        return imap._command_complete("APPEND", tag)
+                imap.send(raw)
+            elif len(raw) < 65536:
+                head += raw  # one send for the command line and a small literal
+            else:
+                imap.send(head)
+                head = b""
+                imap.send(raw)
+        imap.send(head + b"\r\n")
+        return imap._command_complete("APPEND", tag)
 
     def append_many(self, folder: str,
                     messages: list[tuple[bytes, frozenset[str], datetime]]) -> list[int] | None:
         try:
-            # imapclient's multiappend cannot take a raw (folder_encode off) name; this is
-            # the same command built from its own pieces.
-            args: list[bytes] = [_quote(folder).encode("ascii")]
-            for raw, flags, date in messages:
-                args.append(seq_to_parenstr(sorted(flags)).encode("ascii"))
-                args.append(f'"{datetime_to_INTERNALDATE(date)}"'.encode("ascii"))
-                args.append(_literal(raw))
-            typ, data = self._c._raw_command(b"APPEND", args, uid=False)
+            # imapclient's multiappend cannot take a raw (folder_encode off) name.
+            typ, data = self._append_retrying(folder, messages)
         except IMAPClientError as exc:
             raise MessageError(_clean(str(exc)), retry=Retry.FINAL) from None
-        except OSError as exc:
-            raise _endpoint_error(self._host, exc) from None
         text = b" ".join(d for d in data if isinstance(d, bytes))
         if typ != "OK":
             raise MessageError(_clean(text.decode("utf-8", "replace")), retry=Retry.FINAL)
@@ -373,6 +486,18 @@ class ImapStore:
         return None
 
     # -- helpers --------------------------------------------------------------------
+    def _enable_modseq(self) -> None:
+        """ENABLE CONDSTORE, and QRESYNC where offered and not disabled (RFC 7162 3.2.3:
+        before any SELECT, or the QRESYNC parameter is refused). A server that does not
+        confirm QRESYNC in its ENABLED reply loses it from :attr:`capabilities`, so the
+        engine falls back to CONDSTORE for it."""
+        wanted = ["CONDSTORE"]
+        if "QRESYNC" in self.capabilities:
+            wanted.append("QRESYNC")
+        enabled = self._call(self._c.enable, *wanted) or []
+        if "QRESYNC" in self.capabilities and "QRESYNC" not in {_s(e).upper() for e in enabled}:
+            self.capabilities = self.capabilities - {"QRESYNC"}
+
     def _uidplus_codes(self) -> list[bytes]:
         """Response codes imaplib set aside since the last call.
 
@@ -386,8 +511,8 @@ class ImapStore:
                   if isinstance(c, bytes)]
         return codes
 
-    def _fetch(self, uidset: str, items: list[str],
-               modifiers: list[str] | None = None) -> dict[int, dict[bytes, object]]:
+    def _fetch(self, uidset: str, items: list[str], modifiers: list[str] | None = None,
+               *, bodies: bool = False) -> dict[int, dict[bytes, object]]:
         """UID FETCH over a compressed UID set ("1:500,720").
 
         imapclient's ``fetch`` keeps only UIDs it was given one by one, which would force
@@ -405,15 +530,145 @@ class ImapStore:
         typ, data = c._imap._command_complete("FETCH", tag)
         c._checkok("fetch", typ, data)
         typ, data = c._imap._untagged_response(typ, data, "FETCH")
+        if bodies:
+            return parse_body_fetch(data)
         by_seq = parse_fetch_response(data, c.normalise_times, False)
         return {int(item[b"UID"]): item for item in by_seq.values()  # type: ignore[arg-type]
                 if b"UID" in item}
 
-    def _call(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    # -- back-pressure ------------------------------------------------------------------
+    def _retry(self, command: str, once: Callable[[], "T"]) -> "T":
+        """Run one idempotent command through the server's back-pressure.
+
+        Throttled (Microsoft's "Suggested Backoff Time", [UNAVAILABLE], [INUSE], [LIMIT]
+        outside APPEND, Gmail's bandwidth limit): wait as told, then send it again. Lost
+        (BYE, reset, EOF) or token expired: wait, log in again (a fresh token), re-select
+        the folder, send it again. Reads, flag changes, UID EXPUNGE, CREATE and SELECT are
+        safe to repeat; APPEND is not (see :meth:`_append_retrying`). Gives up with an
+        EndpointError once the pass's wait budget (``max_total_wait``) is spent; other
+        IMAP errors go to the caller to grade.
+        """
+        while True:
+            try:
+                result = once()
+            except _LOST as exc:
+                if self._reconnecting or self._reopen is None:
+                    raise _endpoint_error(self._host, exc) from None
+                self._back_off(throttle.classify(_clean(str(exc)) or type(exc).__name__,
+                                                 command=command, lost=True))
+                continue
+            except IMAPClientError as exc:
+                bp = throttle.classify(_clean(str(exc)), command=command)
+                if bp is None or self._reconnecting or \
+                        (bp.reconnect and self._reopen is None):
+                    raise
+                self._back_off(bp)
+                continue
+            self.budget.succeeded()
+            return result
+
+    def _back_off(self, bp: throttle.Backpressure | None) -> None:
+        assert bp is not None
+        self._wait(bp)
+        if bp.reconnect:
+            self._reconnect(bp)
+
+    def _wait(self, bp: throttle.Backpressure) -> None:
         try:
-            return fn(*args, **kwargs)
-        except _LOST as exc:
-            raise _endpoint_error(self._host, exc) from None
+            wait = self.budget.next_wait(bp)
+        except throttle.ThrottledOut as exc:
+            raise EndpointError(str(exc), retry=Retry.WAIT,
+                                wait_seconds=self.budget.settings.max_single_wait) from None
+        if wait > 0:
+            self.sleep(wait)
+
+    def _reconnect(self, bp: throttle.Backpressure) -> None:
+        """Log in again (a fresh token after an expired one) and re-select the folder
+        that was selected, in the same mode; a changed UIDVALIDITY is a FolderError (the
+        UIDs in hand mean other messages now)."""
+        assert self._reopen is not None
+        creds = getattr(self._reopen, "keywords", {}).get("credentials")
+        if bp.kind == "token-expired" and creds is not None and creds.tokens is not None:
+            creds.tokens.invalidate(creds.user)
+        _drop(self._c)
+        while True:
+            self._reconnecting = True
+            try:
+                self._c = self._reopen()
+                if {"CONDSTORE", "ENABLE"} <= self.capabilities:
+                    self._enable_modseq()
+                if self._selected is not None:
+                    st = self._c.select_folder(self._selected, readonly=self._readonly)
+                    if self._uidvalidity is not None and \
+                            self._uidvalidity[0] == self._selected and \
+                            int(st[b"UIDVALIDITY"]) != self._uidvalidity[1]:
+                        raise FolderError(f"{self._selected!r} changed UIDVALIDITY while "
+                                          f"reconnecting; it is read again next pass")
+                break
+            except (EndpointError, IMAPClientError, OSError) as exc:
+                # the server is still pushing back (or down): wait within the budget
+                self._wait(throttle.classify(str(exc), lost=True)  # type: ignore[arg-type]
+                           or throttle.Backpressure("lost", None, True, str(exc)))
+            finally:
+                self._reconnecting = False
+        self.reconnects += 1
+
+    def _ensure_alive(self) -> None:
+        """Before a command that must not be sent twice: read what the server said while
+        we were quiet. A BYE that came meanwhile (token expired, idle timeout, an admin's
+        kick) is then handled by reconnecting *before* the APPEND, not in its middle."""
+        if self._reopen is None:
+            return
+        try:
+            sock = self._c.socket()
+            waiting = bool(getattr(sock, "pending", lambda: 0)()) or \
+                bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            waiting = True
+        if waiting:
+            self._retry("NOOP", lambda: self._c.noop())
+
+    def _append_retrying(self, folder: str,
+                         messages: list[tuple[bytes, frozenset[str], datetime]]
+                         ) -> tuple[str, list]:
+        """APPEND through back-pressure, where that is safe.
+
+        A tagged NO that is back-pressure refused the message(s): nothing was stored, so
+        wait and send again. A connection lost in the middle is different: the server may
+        have stored them before it went, and sending again could duplicate. Then the pass
+        stops here with an EndpointError, and the journal's pending rows are settled from
+        what the destination holds at the start of the next pass (reconcile.py).
+        """
+        if self.limiter is not None:
+            self.limiter.acquire(len(messages), sum(len(m[0]) for m in messages))
+        while True:
+            self._ensure_alive()
+            try:
+                typ, data = self._append_command(folder, messages)
+            except _LOST as exc:
+                raise EndpointError(f"{self._host}: connection lost during APPEND to "
+                                    f"{folder!r} ({_clean(str(exc)) or type(exc).__name__}); "
+                                    f"the next pass settles it") from None
+            if typ != "OK" and self._reopen is not None:
+                text = _clean(b" ".join(d for d in data if isinstance(d, bytes))
+                              .decode("utf-8", "replace"))
+                bp = throttle.classify(text, command="APPEND")
+                if bp is not None:
+                    self._back_off(bp)
+                    continue
+            self.budget.succeeded()
+            return typ, data
+
+    def _call(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        name = getattr(fn, "__name__", "command")
+        on_client = getattr(fn, "__self__", None) is self._c
+
+        def once():  # type: ignore[no-untyped-def]
+            # after a reconnect, a method of the old client is the new client's method
+            return (getattr(self._c, name) if on_client else fn)(*args, **kwargs)
+
+        try:
+            return self._retry(name.upper(), once)
         except IMAPClientError as exc:
             text = _clean(str(exc))
             if any(code in text.upper() for code in _BACKOFF_CODES):
@@ -421,6 +676,103 @@ class ImapStore:
                                     wait_seconds=60) from None
             raise FolderError(f"{getattr(fn, '__name__', 'command')} on "
                               f"{self._selected!r}: {text}") from None
+
+
+def _open_client(*, host: str, port: int, security: str, credentials: Credentials,
+                 ca_file: str | None, verify_tls: bool, timeout: float) -> IMAPClient:
+    """A connected, secured, logged-in client: EndpointError (cannot connect, or the
+    server pushes back at login) or MailboxError (login refused)."""
+    try:
+        ctx = tls_context(ca_file, verify_tls) if security != "none" else None
+        client = IMAPClient(host, port=port, use_uid=True, ssl=security == "tls",
+                            ssl_context=ctx, timeout=timeout)
+        if security == "starttls":
+            client.starttls(ctx)
+    except ssl.SSLCertVerificationError as exc:
+        raise EndpointError(f"{host}:{port}: TLS certificate not trusted: "
+                            f"{exc.verify_message}", retry=Retry.FINAL) from None
+    except (OSError, socket.timeout, IMAPClientError, ssl.SSLError) as exc:
+        raise EndpointError(f"{host}:{port}: cannot connect: {exc}") from None
+    client.normalise_times = False
+    # imapclient sets imaplib's debug level to 5 so its logger sees the protocol: imaplib
+    # then repr()s every untagged response, message bodies included, even with logging
+    # off: a fifth of a full copy's CPU. Commands we send are still logged by imapclient.
+    client._imap.debug = 0
+    client.folder_encode = False
+    try:
+        authenticate(client, credentials)
+    except LoginError as exc:
+        _quiet_close(client)
+        text = _clean(str(exc))
+        bp = throttle.classify(text, command="LOGIN")
+        if bp is not None and bp.kind == "throttled":
+            raise EndpointError(f"{host}: login of {credentials.user} throttled: {text}",
+                                retry=Retry.WAIT, wait_seconds=bp.wait) from None
+        why = "; ".join(exc.problems) if isinstance(exc, TokenRefused) and exc.problems \
+            else ""
+        raise MailboxError(f"login as {credentials.user} failed on {host}: {text}"
+                           + (f" ({why})" if why else ""), retry=Retry.FINAL) from None
+    except (OSError, IMAPClientError) as exc:
+        _quiet_close(client)
+        raise _endpoint_error(host, exc) from None
+    return client
+
+
+def _with_appendlimit(caps: frozenset[str], limit: int) -> frozenset[str]:
+    """``caps`` with APPENDLIMIT lowered to ``limit`` (kept when the server's is lower)."""
+    current = [int(c.split("=", 1)[1]) for c in caps
+               if c.startswith("APPENDLIMIT=") and c.split("=", 1)[1].isdigit()]
+    if current and min(current) <= limit:
+        return caps
+    return frozenset({c for c in caps if not c.startswith("APPENDLIMIT")}
+                     | {f"APPENDLIMIT={limit}"})
+
+
+def _drop(client: IMAPClient) -> None:
+    """Close a connection that is (probably) dead without waiting for a LOGOUT answer."""
+    try:
+        client.shutdown()
+    except Exception:
+        pass
+
+
+_FETCH_UID = re.compile(rb"[( ]UID (\d+)")
+_FETCH_FLAGS = re.compile(rb"[( ]FLAGS \(([^)]*)\)")
+_FETCH_DATE = re.compile(rb'[( ]INTERNALDATE "([^"]+)"')
+
+
+def parse_body_fetch(data: list) -> dict[int, dict[bytes, object]]:
+    """UID -> {BODY[], FLAGS, INTERNALDATE} from imaplib's answer to a body FETCH.
+
+    Why not imapclient's parser: it tokenises every response in Python, a tenth of a full
+    copy's CPU; a body FETCH has one shape. imaplib hands over each message as
+    ``(b'* 7 (UID 9 FLAGS (\\Seen) INTERNALDATE "..." BODY[] {1234}', <literal>)`` followed
+    by the rest of its line (``b')'``, or the items a server sent after the literal).
+    Responses without a body (another session's flag change) are left out, as a message
+    with no BODY[] is by the general parser.
+    """
+    out: dict[int, dict[bytes, object]] = {}
+    i, n = 0, len(data)
+    while i < n:
+        item = data[i]
+        i += 1
+        if not isinstance(item, tuple) or not item[0].rstrip().endswith(b"}") \
+                or b"BODY[] {" not in item[0]:
+            continue
+        text = item[0]
+        if i < n and isinstance(data[i], bytes):
+            text += data[i]
+            i += 1
+        uid = _FETCH_UID.search(text)
+        date = _FETCH_DATE.search(text)
+        if uid is None or date is None:
+            continue
+        flags = _FETCH_FLAGS.search(text)
+        out[int(uid.group(1))] = {
+            b"BODY[]": item[1],
+            b"FLAGS": tuple(flags.group(1).split()) if flags else (),
+            b"INTERNALDATE": parse_to_datetime(date.group(1), normalise=False)}
+    return out
 
 
 def _clean(text: str) -> str:

@@ -31,6 +31,7 @@ __all__ = [
     "DovecotStartError",
     "VARIANTS",
     "NOCAPS_CAPABILITIES",
+    "CONDSTORE_CAPABILITIES",
     "MB",
 ]
 
@@ -55,6 +56,9 @@ class DovecotConfig:
     max_userip_connections: int = 100
     login_delays: bool = False          # Dovecot's 2 s failed-login delay + per-IP auth
     #                                     penalty (up to 15 s on the next login); off = fast tests
+    oauth2: bool = False                # XOAUTH2/OAUTHBEARER checked by introspection at the
+    #                                     FAKE identity provider (testbed/fake_idp.py) on the
+    #                                     port written to BASE_DIR/fake-idp.port
 
     def __post_init__(self) -> None:
         if self.tls not in (None, "tls", "starttls"):
@@ -73,6 +77,15 @@ NOCAPS_CAPABILITIES = (
     "LIST-EXTENDED I18NLEVEL=1 ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS "
     "BINARY SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE NOTIFY"
 )
+#: Dovecot 2.3's full post-login list minus QRESYNC: CONDSTORE deltas without QRESYNC
+#: (issue 3: the engine's scenario table runs against exactly this capability set).
+CONDSTORE_CAPABILITIES = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
+    "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
+    "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE ESEARCH ESORT SEARCHRES WITHIN "
+    "CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE "
+    "SAVEDATE LITERAL+ NOTIFY SPECIAL-USE"
+)
 MB = 1024 * 1024
 
 VARIANTS: dict[str, DovecotConfig] = {
@@ -83,6 +96,8 @@ VARIANTS: dict[str, DovecotConfig] = {
     "tls": DovecotConfig(tls="tls", master_users=True),
     "starttls": DovecotConfig(tls="starttls"),
     "limited": DovecotConfig(quota_bytes=5 * MB, max_message_size=1 * MB),
+    "condstore": DovecotConfig(capabilities=CONDSTORE_CAPABILITIES),  # no QRESYNC
+    "oauth": DovecotConfig(oauth2=True),
 }
 
 
@@ -106,7 +121,7 @@ def render_config(server: DovecotServer, *, run_dir: Path, state_dir: Path,
         "protocols = imap",
         f"listen = {server.host}",
         "disable_plaintext_auth = no",
-        "auth_mechanisms = plain login",
+        "auth_mechanisms = plain login" + (" xoauth2 oauthbearer" if c.oauth2 else ""),
         "auth_verbose = yes",
         *([] if c.login_delays else [
             "auth_failure_delay = 0",  # a refused login still takes ~0.5 s
@@ -154,6 +169,8 @@ def render_config(server: DovecotServer, *, run_dir: Path, state_dir: Path,
         lines += ["auth_master_user_separator = *",
                   "passdb {", "  driver = passwd-file", f"  args = {passwd_args} {master_file}",
                   "  master = yes", "  result_success = continue", "}"]
+    if c.oauth2:
+        lines += _oauth2_passdb(server)
     lines += ["passdb {", "  driver = passwd-file",
               f"  args = {passwd_args} {server.users_dir}/%u", "}",
               "userdb {", "  driver = static",
@@ -169,6 +186,37 @@ def render_config(server: DovecotServer, *, run_dir: Path, state_dir: Path,
             lines.append(f"  quota_max_mail_size = {c.max_message_size}B")
         lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+IDP_PORT_FILE = "fake-idp.port"
+
+
+def _oauth2_passdb(server: DovecotServer) -> list[str]:
+    """Dovecot's oauth2 passdb (2.3: ``introspection_mode = post``), for XOAUTH2 and
+    OAUTHBEARER only, so PLAIN logins still go to the passwd-files below.
+
+    Why a port file: the FAKE identity provider is a test process started after the
+    server; Dovecot asks it only when a token arrives, so the port is chosen here, written
+    next to the config, and the fixture starts the provider on it. No auth cache, so an
+    expired token is refused at its very next use.
+    """
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((server.host, 0))
+        port = sock.getsockname()[1]
+    (server.base_dir / IDP_PORT_FILE).write_text(f"{port}\n")
+    args = server.base_dir / "dovecot-oauth2.conf.ext"
+    args.write_text("\n".join([
+        "introspection_mode = post",
+        f"introspection_url = http://{server.host}:{port}/introspect",
+        "username_attribute = username",
+        "active_attribute = active",
+        "active_value = true",
+        "timeout_msecs = 5000",
+    ]) + "\n")
+    return ["passdb {", "  driver = oauth2", "  mechanisms = xoauth2 oauthbearer",
+            f"  args = {args}", "}"]
 
 
 def make_certs(base_dir: Path, host: str) -> Path:

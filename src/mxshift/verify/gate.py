@@ -153,16 +153,35 @@ def dns_gate(proj: OpenProject) -> MailboxGate:
     return MailboxGate("(dns)", not open_items, open_items)
 
 
+def timeline_gate(proj: OpenProject, now: datetime | None = None) -> MailboxGate:
+    """A planned cutover must have run, and its sweep window must be over: until then mail
+    may still reach the old server, and "complete" would be a promise we cannot keep."""
+    from mxshift.schedule.store import load_plan, now_utc
+
+    plan = load_plan(proj)
+    now = now or now_utc()
+    open_items = []
+    if plan.cutover_done_at is None and plan.cutover_at is not None:
+        open_items.append(f"the cutover planned for {plan.cutover_at:%Y-%m-%d %H:%M} UTC has "
+                          "not run (`mxshift cutover --now`)")
+    until = plan.sweep_until
+    if until is not None and now < until:
+        open_items.append(f"the post-cutover sweep window is open until {until:%Y-%m-%d %H:%M}"
+                          " UTC (end it early with `mxshift schedule --end-sweeps`)")
+    return MailboxGate("(timeline)", not open_items, open_items)
+
+
 def complete(proj: OpenProject) -> CompletionResult:
     """Mark the project complete if every mailbox passes the gate; else say what is open."""
     if is_complete(proj):
         return CompletionResult(True, True, gate(proj))
     gates = gate(proj)
     dns = dns_gate(proj)
-    if not gates or any(not g.verified for g in gates) or dns.open:
+    timeline = timeline_gate(proj)
+    if not gates or any(not g.verified for g in gates) or dns.open or timeline.open:
         if not gates:
             gates = [MailboxGate("(project)", False, ["no mailboxes imported"])]
-        return CompletionResult(False, False, gates + ([dns] if dns.open else []))
+        return CompletionResult(False, False, gates + [g for g in (dns, timeline) if g.open])
     with proj.db.session() as s, s.begin():
         p = s.get(Project, proj.project_id)
         assert p is not None

@@ -1,0 +1,84 @@
+"""Running one tool as a process and measuring it: wall time, peak RSS, Dovecot CPU.
+
+Why wait4 and /proc: the peak RSS of a process *and its children* is what the kernel
+reports to the parent that reaps it (``ru_maxrss`` of ``wait4``); a Dovecot's CPU is its
+master's own time plus what it reaped from its per-connection ``imap`` processes (cutime)
+plus what the live ones used so far, read from ``/proc/PID/stat``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(ppid, CPU seconds incl. reaped children) of ``pid``, None when gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    ppid = int(fields[1])
+    ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return ppid, ticks / _TICK
+
+
+def dovecot_cpu(master_pid: int) -> float:
+    """CPU seconds a Dovecot instance used so far: master, reaped and live children."""
+    total = 0.0
+    own = _stat(master_pid)
+    if own is not None:
+        total += own[1]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != master_pid:
+            st = _stat(int(entry))
+            if st is not None and st[0] == master_pid:
+                total += st[1]
+    return total
+
+
+@dataclass
+class Run:
+    wall: float
+    peak_rss_kb: int           # the largest process (with its children) of the run
+    rss_note: str = ""         # "sum of 4" when several processes ran at once
+    outputs: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def run_processes(commands: list[list[str]], env: dict[str, str] | None = None,
+                  timeout: float = 1800) -> Run:
+    """Start every command at once, wait for all; wall time of the whole, RSS summed."""
+    t0 = time.monotonic()
+    procs = []
+    logs = []
+    for cmd in commands:
+        log = tempfile.TemporaryFile()
+        logs.append(log)
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, env=env))
+    rss = []
+    failed = []
+    outputs = []
+    for cmd, p, log in zip(commands, procs, logs):
+        _pid, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        rss.append(usage.ru_maxrss)
+        log.seek(0)
+        out = log.read().decode("utf-8", "replace")
+        log.close()
+        outputs.append(out)
+        if p.returncode != 0:
+            failed.append(f"{Path(cmd[0]).name} exit {p.returncode}: {out.strip()[-300:]}")
+    wall = time.monotonic() - t0
+    return Run(wall=wall, peak_rss_kb=sum(rss),
+               rss_note=f"sum of {len(rss)}" if len(rss) > 1 else "",
+               outputs=outputs, failed=failed)
+

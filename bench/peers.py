@@ -1,0 +1,122 @@
+"""The tools compared: mxshift (its CLI) and, configured for a one-way IMAP->IMAP copy,
+interimap and mbsync from Debian (``bench/install-peers``).
+
+Each tool gets its own state directory per workload; a "pass" is one run of its command.
+interimap and mbsync handle one account per process (mbsync: one channel per account in
+one config), so several mailboxes are several processes started at once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+from accounts import Account
+
+ROOT = Path(__file__).resolve().parent.parent
+MXSHIFT = [sys.executable, "-m", "mxshift"]
+
+
+def available() -> dict[str, bool]:
+    return {"mxshift": True, "interimap": shutil.which("interimap") is not None,
+            "mbsync": shutil.which("mbsync") is not None}
+
+
+# -- mxshift ------------------------------------------------------------------------------
+def mxshift_project(directory: Path, pairs: list[tuple[Account, Account]],
+                    options: str = "") -> list[list[str]]:
+    """A project for ``pairs`` (source, destination); returns the pass command(s)."""
+    import subprocess
+    directory.mkdir(parents=True, exist_ok=True)
+    src, dst = pairs[0][0].server, pairs[0][1].server
+    (directory / "mxshift.toml").write_text(
+        f'[source]\nhost = "127.0.0.1"\nport = {src.port}\nsecurity = "none"\n'
+        f'max_connections = 64\n\n'
+        f'[destination]\nhost = "127.0.0.1"\nport = {dst.port}\nsecurity = "none"\n'
+        f'max_connections = 64\n\n[options]\n{options}')
+    rows = "".join(f"{s.user},{s.password},{d.user},{d.password}\n" for s, d in pairs)
+    (directory / "users.csv").write_text(
+        "source_user,source_password,destination_user,destination_password\n" + rows)
+    subprocess.run(MXSHIFT + ["-C", str(directory), "mailboxes", "import",
+                              str(directory / "users.csv")], check=True, capture_output=True)
+    return [MXSHIFT + ["-q", "-C", str(directory), "sync"]]
+
+
+def mxshift_pass_seconds(directory: Path, after_id: int) -> tuple[float, float, int]:
+    """(span of the passes after ``after_id`` from first start to last finish, sum of
+    their own seconds, highest pass id): the pass time without process start-up."""
+    db = next(directory.rglob("*.db"), None) or next(directory.rglob("*.sqlite*"))
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT id, started_at, finished_at, seconds FROM passes "
+                           "WHERE id > ? ORDER BY id", (after_id,)).fetchall()
+    finally:
+        con.close()
+    if not rows:
+        return 0.0, 0.0, after_id
+    from datetime import datetime
+    starts = [datetime.fromisoformat(str(r[1])) for r in rows]
+    ends = [datetime.fromisoformat(str(r[2])) for r in rows if r[2]]
+    span = (max(ends) - min(starts)).total_seconds() if ends else 0.0
+    return span, sum(r[3] or 0 for r in rows), max(r[0] for r in rows)
+
+
+# -- interimap ----------------------------------------------------------------------------
+def interimap_commands(directory: Path, pairs: list[tuple[Account, Account]]) -> list[list[str]]:
+    """One config per account: [remote] = the source, [local] = the destination.
+
+    interimap is bidirectional; with nothing changed on the destination it behaves as a
+    one-way copy. It needs QRESYNC on both sides (Dovecot has it).
+    """
+    cmds = []
+    for i, (s, d) in enumerate(pairs):
+        home = directory / f"acct{i}"
+        home.mkdir(parents=True, exist_ok=True)
+        conf = home / "config"
+        conf.write_text(
+            f"database = {home / 'state.db'}\n\n"
+            f"[remote]\ntype = imap\nhost = 127.0.0.1\nport = {s.server.port}\n"
+            f"STARTTLS = NO\nusername = {s.user}\npassword = {s.password}\n\n"
+            f"[local]\ntype = imap\nhost = 127.0.0.1\nport = {d.server.port}\n"
+            f"STARTTLS = NO\nusername = {d.user}\npassword = {d.password}\n")
+        conf.chmod(0o600)
+        cmds.append(["interimap", "--quiet", f"--config={conf}"])
+    return cmds
+
+
+# -- mbsync -------------------------------------------------------------------------------
+def mbsync_commands(directory: Path, pairs: list[tuple[Account, Account]],
+                    one_process: bool = False) -> list[list[str]]:
+    """Far = the source, Near = the destination; ``Sync Pull`` (new messages, flags and
+    deletions go source -> destination only), ``Create Near``, ``Expunge Near``,
+    ``CopyArrivalDate yes`` (keeps INTERNALDATE). ``one_process``: one config with a
+    channel per account, run as ``mbsync -a`` (how one would run many mailboxes)."""
+    confs: list[str] = []
+    for i, (s, d) in enumerate(pairs):
+        state = directory / f"state{i}"
+        state.mkdir(parents=True, exist_ok=True)
+        confs.append(
+            f"IMAPAccount src{i}\nHost 127.0.0.1\nPort {s.server.port}\nUser {s.user}\n"
+            f"Pass {s.password}\nSSLType None\nAuthMechs LOGIN\n\n"
+            f"IMAPStore src{i}\nAccount src{i}\n\n"
+            f"IMAPAccount dst{i}\nHost 127.0.0.1\nPort {d.server.port}\nUser {d.user}\n"
+            f"Pass {d.password}\nSSLType None\nAuthMechs LOGIN\n\n"
+            f"IMAPStore dst{i}\nAccount dst{i}\n\n"
+            f"Channel c{i}\nFar :src{i}:\nNear :dst{i}:\nPatterns *\nCreate Near\n"
+            f"Remove None\nExpunge Near\nSync Pull\nCopyArrivalDate yes\n"
+            f"SyncState {state}/\n\n")
+    directory.mkdir(parents=True, exist_ok=True)
+    if one_process:
+        rc = directory / "mbsyncrc"
+        rc.write_text("".join(confs))
+        rc.chmod(0o600)
+        return [["mbsync", "-q", "-c", str(rc), "-a"]]
+    cmds = []
+    for i, text in enumerate(confs):
+        rc = directory / f"mbsyncrc{i}"
+        rc.write_text(text)
+        rc.chmod(0o600)
+        cmds.append(["mbsync", "-q", "-c", str(rc), "-a"])
+    return cmds

@@ -1,0 +1,155 @@
+"""Copying the folders of one mailbox over several connections at once.
+
+Why: one IMAP connection pair waits on each server in turn (FETCH, then APPEND); with a
+few pairs the servers work while mxshift parses and journals, and the destination
+accepts far more over several connections than over one. Folders are independent once
+moves are done (each folder's journal rows, UIDs and UIDVALIDITY are its own), so each
+worker takes whole folders, largest first, with its own source and destination store.
+
+What keeps the promise "nothing lost, nothing duplicated": every batch is journalled
+exactly as in a single-connection pass (each journal write is its own transaction).
+When a worker fails (a lost server, a kill), the others stop between two batches, and
+the first failure is raised by the pass as if there were one connection; the next pass
+reconciles whatever was in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Callable
+
+from mxshift.engine.copier import Cancelled
+from mxshift.engine.limits import NoFreeSlot, without_waiting
+from mxshift.errors import FolderError, SyncError
+from mxshift.store.base import Store
+
+if TYPE_CHECKING:
+    from mxshift.engine.mailbox_pass import FolderScan, PassResult
+
+# Below this many new bytes in a pass, extra connections cost more (logins) than they save.
+PARALLEL_MIN_BYTES = 4 * 1024 * 1024
+_COUNTERS = ("copied", "bytes_copied", "adopted", "flags_updated", "moved", "deleted",
+             "skipped", "errors")
+
+
+def worker_count(scans: list["FolderScan"], wanted: int) -> int:
+    """How many connection pairs are worth opening for these folders (pure)."""
+    busy = [s for s in scans if s.new]
+    new_bytes = sum(m.size for s in busy for m in s.new.values())
+    if wanted <= 1 or len(busy) <= 1 or new_bytes < PARALLEL_MIN_BYTES:
+        return 1
+    return min(wanted, len(busy))
+
+
+def schedule(scans: list["FolderScan"]) -> list["FolderScan"]:
+    """Largest folders first (by new bytes), so the last one to finish is a small one."""
+    return sorted(scans, key=lambda s: (-sum(m.size for m in s.new.values()), s.pair.id))
+
+
+def merge(into: "PassResult", part: "PassResult") -> None:
+    for name in _COUNTERS:
+        setattr(into, name, getattr(into, name) + getattr(part, name))
+    into.notes.extend(part.notes)
+
+
+class FolderPool:
+    """Run ``apply_one(src, dst, scan, result)`` for every scan on ``workers`` connection
+    pairs: the pass's own pair plus pairs opened here (and closed when done)."""
+
+    def __init__(self, *, src: Store, dst: Store, open_source: Callable[[], Store],
+                 open_destination: Callable[[], Store],
+                 apply_one: Callable[[Store, Store, "FolderScan", "PassResult"], None],
+                 fresh_result: Callable[[], "PassResult"], result: "PassResult",
+                 cancel: threading.Event) -> None:
+        self.src, self.dst = src, dst
+        self.open_source, self.open_destination = open_source, open_destination
+        self.apply_one, self.fresh_result = apply_one, fresh_result
+        self.result = result
+        self.cancel = cancel
+        self._lock = threading.Lock()
+        self._queue: list["FolderScan"] = []
+        self._failure: BaseException | None = None
+        self.extra_opened = 0
+        self.notes: list[str] = []
+
+    def run(self, scans: list["FolderScan"], workers: int) -> None:
+        self._queue = schedule(scans)
+        threads = [threading.Thread(target=self._extra, name=f"folders-{i}", daemon=True)
+                   for i in range(1, workers)]
+        for t in threads:
+            t.start()
+        self._work(self.src, self.dst)
+        for t in threads:
+            t.join()
+        if self._failure is not None:
+            raise self._failure
+        self.result.notes.extend(self.notes)
+
+    def _next(self) -> "FolderScan | None":
+        with self._lock:
+            if self.cancel.is_set() or not self._queue:
+                return None
+            return self._queue.pop(0)
+
+    def _work(self, src: Store, dst: Store) -> None:
+        try:
+            while (scan := self._next()) is not None:
+                part = self.fresh_result()
+                try:
+                    self.apply_one(src, dst, scan, part)
+                finally:
+                    with self._lock:
+                        merge(self.result, part)
+        except Cancelled:
+            return
+        except BaseException as exc:  # incl. a simulated kill: the pass re-raises it
+            with self._lock:
+                if self._failure is None:
+                    self._failure = exc
+            self.cancel.set()
+
+    def _extra(self) -> None:
+        """A worker with its own connection pair; if the servers refuse more connections
+        now, the pass's other workers simply take its folders."""
+        with self._lock:
+            if not self._queue or self.cancel.is_set():
+                return
+        src = dst = None
+        try:
+            try:
+                with without_waiting():
+                    src = self.open_source()
+                    dst = self.open_destination()
+            except NoFreeSlot:
+                return  # the server's cap is reached: no extra connection, no complaint
+            except SyncError as exc:
+                with self._lock:
+                    self.notes.append(f"an extra connection was refused, fewer folders in "
+                                      f"parallel: {exc}")
+                return
+            except BaseException as exc:
+                with self._lock:
+                    if self._failure is None:
+                        self._failure = exc
+                self.cancel.set()
+                return
+            with self._lock:
+                self.extra_opened += 1
+            self._work(src, dst)
+        finally:
+            for store in (src, dst):
+                if store is not None:
+                    store.close()
+
+
+def apply_guarded(apply: Callable[[Store, Store, "FolderScan", "PassResult"], None],
+                  folder_error: Callable[["FolderScan", FolderError, "PassResult"], None]
+                  ) -> Callable[[Store, Store, "FolderScan", "PassResult"], None]:
+    """A folder's own error fails that folder only (recorded), as in the serial loop."""
+    def run(src: Store, dst: Store, scan: "FolderScan", result: "PassResult") -> None:
+        try:
+            apply(src, dst, scan, result)
+        except FolderError as exc:
+            folder_error(scan, exc, result)
+    return run
+

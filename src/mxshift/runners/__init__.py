@@ -1,0 +1,32 @@
+"""Where passes run: here (a thread pool) or on Celery workers on any number of machines.
+
+``run_passes`` is the one entry point for everyone who starts passes (``mxshift sync``,
+the scheduler, the dashboard): Celery when ``MXSHIFT_BROKER_URL`` is set, the local
+runner otherwise. Both return one PassResult per mailbox, in mailbox order.
+"""
+
+from __future__ import annotations
+
+from mxshift.engine.mailbox_pass import PassResult, Progress
+from mxshift.project import OpenProject
+from mxshift.runners.settings import RunnerSettings, runner_settings
+
+__all__ = ["run_passes", "runner_settings", "RunnerSettings"]
+
+
+def run_passes(proj: OpenProject, mailbox_ids: list[int] | None = None,
+               kind: str | None = None, *, allow_mass_delete: bool = False,
+               progress: Progress | None = None,
+               settings: RunnerSettings | None = None) -> list[PassResult]:
+    """One pass of ``kind`` (None: what the project's phase calls for; or prestage,
+    delta, final, sweep) for each mailbox in ``mailbox_ids`` (None: all)."""
+    settings = settings or runner_settings()
+    if settings.distributed:
+        from mxshift.runners.celery_runner import run_celery
+
+        return run_celery(proj, mailbox_ids, kind, settings,
+                          allow_mass_delete=allow_mass_delete, progress=progress)
+    from mxshift.runners.local import run_local
+
+    return run_local(proj, mailbox_ids, kind, allow_mass_delete=allow_mass_delete,
+                     progress=progress)

@@ -1,0 +1,76 @@
+"""The Celery runner: one task per mailbox, then wait and collect the results.
+
+Why one task per mailbox: a mailbox pass is the unit the journal and the lease make
+idempotent, so it is the unit a queue may deliver twice. The results come back in the
+shape the local runner returns (PassResult), so callers print them the same way.
+Interrupting the caller (Ctrl-C) leaves the queued passes to the workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from mxshift.engine.mailbox_pass import NoProgress, PassResult, Progress
+from mxshift.errors import MxshiftError
+from mxshift.project import OpenProject
+from mxshift.runners.celery_app import TASK, configure
+from mxshift.runners.settings import RunnerSettings
+from mxshift.verify.gate import ensure_not_complete
+
+_FIELDS = {f.name for f in dataclasses.fields(PassResult)}
+POLL = 0.2
+PING_TIMEOUT = 3.0
+
+
+def result_from_task(value: object, label: str, kind: str | None) -> PassResult:
+    """A task's return value (or its exception) as a PassResult (pure)."""
+    if isinstance(value, BaseException):
+        return PassResult(mailbox=label, kind=kind or "", status="failed",
+                          error=f"worker error: {type(value).__name__}: {value}")
+    if not isinstance(value, dict):
+        return PassResult(mailbox=label, kind=kind or "", status="failed",
+                          error=f"worker returned {type(value).__name__}")
+    data = {k: v for k, v in value.items() if k in _FIELDS}
+    data["mailbox"] = label
+    data.setdefault("kind", kind or "")
+    return PassResult(**data)
+
+
+def run_celery(proj: OpenProject, mailbox_ids: list[int] | None, kind: str | None,
+               settings: RunnerSettings, *, allow_mass_delete: bool = False,
+               progress: Progress | None = None) -> list[PassResult]:
+    ensure_not_complete(proj)  # refuse here, not once per worker
+    progress = progress or NoProgress()
+    mailboxes = proj.mailboxes()
+    if mailbox_ids is not None:
+        wanted = set(mailbox_ids)
+        mailboxes = [m for m in mailboxes if m.id in wanted]
+    app = configure(settings)
+    try:
+        # a queue nobody reads would make the caller wait forever: say so instead
+        if not app.control.ping(timeout=PING_TIMEOUT, limit=1):
+            raise MxshiftError(f"no mxshift worker answers on the broker (queue "
+                               f"{settings.queue}): start `mxshift worker` on a worker machine")
+        pending = {}
+        for m in mailboxes:
+            ar = app.send_task(TASK, args=[m.id, kind, allow_mass_delete],
+                               queue=settings.queue)
+            pending[m.id] = (m.source_user, ar)
+    except MxshiftError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - kombu raises many kinds for "no broker"
+        raise MxshiftError(f"cannot enqueue passes on the broker: {exc}") from None
+    done: dict[int, PassResult] = {}
+    while len(done) < len(pending):
+        for mb_id, (label, ar) in pending.items():
+            if mb_id in done or not ar.ready():
+                continue
+            value = ar.get(propagate=False, disable_sync_subtasks=False)
+            result = result_from_task(value, label, kind)
+            done[mb_id] = result
+            ar.forget()
+            progress.finish(label, result)
+        if len(done) < len(pending):
+            time.sleep(POLL)
+    return [done[m.id] for m in mailboxes]

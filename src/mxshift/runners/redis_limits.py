@@ -1,0 +1,140 @@
+"""Per-server connection caps shared by every worker: a counting semaphore in Redis.
+
+Why Redis and why leases: twenty workers each honouring ``max_connections`` on their own
+would open twenty times the cap and get a tenant throttled. All of them count in one
+sorted set per server instead; a member is one held slot, scored with the time it expires.
+A holder refreshes its slots every ``ttl / 3`` seconds; a worker that dies (SIGKILL, a
+machine gone) stops refreshing and its slots expire after ``ttl`` seconds, so a crash
+never leaks capacity for good. Taking a slot is one Lua script (drop expired members,
+count, add if under the cap), so it is atomic across machines; times come from the
+Redis server's clock, never from the workers' (which may disagree).
+
+Keys (prefix ``mxshift:``): ``slots:{server}`` the held slots, ``peak:{server}`` the
+highest number held at once (for operators and tests).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
+import redis
+
+__all__ = ["RedisLimiter"]
+
+PREFIX = "mxshift:"
+
+# KEYS[1] slots zset, KEYS[2] peak; ARGV: token, cap, ttl (s). Returns 1 if taken.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local held = redis.call('ZCARD', KEYS[1])
+if held >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+held = held + 1
+local peak = tonumber(redis.call('GET', KEYS[2]) or '0')
+if held > peak then redis.call('SET', KEYS[2], held) end
+return 1
+"""
+
+# KEYS: slots zsets; ARGV[1] ttl, then one token per key. Pushes each expiry forward.
+_REFRESH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', now + tonumber(ARGV[1]), ARGV[i + 1])
+end
+return #KEYS
+"""
+
+
+class RedisLimiter:
+    """:class:`mxshift.engine.limits.ConnectionLimiter` shared through Redis.
+
+    ``caps``/``default`` as in LocalLimiter: every worker reads the same project file, so
+    each knows the caps itself (``set_cap`` is called when stores are configured)."""
+
+    def __init__(self, url: str, *, caps: dict[str, int] | None = None, default: int = 10,
+                 ttl: float = 30.0, poll: float = 0.05) -> None:
+        self._redis = redis.Redis.from_url(url)
+        self._caps = dict(caps or {})
+        self._default = default
+        self._ttl = ttl
+        self._poll = poll
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._refresh = self._redis.register_script(_REFRESH)
+        self._lock = threading.Lock()
+        self._held: dict[str, str] = {}  # token -> server, refreshed by the heartbeat
+        self._heartbeat: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    # -- caps -----------------------------------------------------------------------
+    def set_cap(self, server: str, cap: int) -> None:
+        if cap < 1:
+            raise ValueError("a connection cap is at least 1")
+        self._caps[server] = cap
+
+    def cap(self, server: str) -> int:
+        return self._caps.get(server, self._default)
+
+    # -- observation ----------------------------------------------------------------
+    def in_use(self, server: str) -> int:
+        """Slots held now by every worker (expired ones not counted)."""
+        t = self._redis.time()
+        now = t[0] + t[1] / 1e6
+        return int(self._redis.zcount(PREFIX + "slots:" + server, f"({now}", "+inf"))
+
+    def peak(self, server: str) -> int:
+        """The highest number of slots ever held at once (all workers)."""
+        return int(self._redis.get(PREFIX + "peak:" + server) or 0)
+
+    def reset(self, server: str) -> None:
+        self._redis.delete(PREFIX + "slots:" + server, PREFIX + "peak:" + server)
+
+    # -- the semaphore --------------------------------------------------------------
+    @contextmanager
+    def slot(self, server: str) -> Iterator[None]:
+        token = f"{uuid.uuid4().hex}"
+        keys = [PREFIX + "slots:" + server, PREFIX + "peak:" + server]
+        delay = self._poll
+        while not self._acquire(keys=keys, args=[token, self.cap(server), self._ttl]):
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+        with self._lock:
+            self._held[token] = server
+            self._ensure_heartbeat()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.pop(token, None)
+            try:
+                self._redis.zrem(keys[0], token)
+            except redis.RedisError:
+                pass  # Redis unreachable: the slot expires by itself after ttl
+
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat is None or not self._heartbeat.is_alive():
+            self._heartbeat = threading.Thread(target=self._beat, name="mxshift-slots",
+                                               daemon=True)
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self._ttl / 3):
+            with self._lock:
+                held = list(self._held.items())
+            if not held:
+                continue
+            try:
+                self._refresh(keys=[PREFIX + "slots:" + srv for _, srv in held],
+                              args=[self._ttl, *[tok for tok, _ in held]])
+            except redis.RedisError:
+                pass  # try again next beat; slots expire only after a whole ttl
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._redis.close()
