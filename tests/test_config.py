@@ -4,6 +4,7 @@ input names file, line and key, and no error ever shows a password."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -284,6 +285,12 @@ BAD_CONFIGS = [
                  ["invalid TOML", "Invalid value", "column 8"], id="toml-syntax"),
     pytest.param(MINIMAL.replace("port = 12143", "port = 1\nport = 2"), 9,
                  ["invalid TOML", "Cannot overwrite a value"], id="toml-duplicate"),
+    pytest.param(MINIMAL + '[schedule]\ncutover_at = 2026-12-05T18:00:00\n', 11,
+                 ["schedule.cutover_at", "has no timezone; add an offset"], id="naive-time"),
+    pytest.param(MINIMAL + '[schedule]\nsweep_interval = "hourly"\n', 11,
+                 ["schedule.sweep_interval", "not a duration like 24h"], id="bad-duration"),
+    pytest.param(MINIMAL + '[schedule]\ndelta_interval = 24\n', 11,
+                 ["schedule.delta_interval", "must be a duration string"], id="number-duration"),
     pytest.param(MINIMAL + 'x = "unterminated', 10,
                  ["invalid TOML", "at the end of the file"], id="toml-eof"),
 ]
@@ -569,6 +576,8 @@ def test_template_optional_settings_are_valid_when_uncommented(tmp_path: Path) -
     assert config.folders == FolderRules(
         exclude=("Calendar", "Contacts*"), renames=(RenameRule(r"Archive/(\d{4})", r"Old/\1"),))
     assert config.options.max_message_size == 35 * 1024 * 1024
+    assert config.schedule.cutover_at == datetime(2026, 12, 5, 17, 0, tzinfo=timezone.utc)
+    assert config.schedule.sweep_window == timedelta(hours=48)
 
     csv_lines = (tmp_path / MAILBOX_FILE).read_text(encoding="utf-8").splitlines()
     example = [line[2:] for line in csv_lines if line.startswith("# alice")]

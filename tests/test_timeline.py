@@ -9,8 +9,11 @@ Everything else is real: the IMAP servers, the DNS servers, the state database.
 from __future__ import annotations
 
 import itertools
+import signal
 import socket
 import subprocess
+import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -25,6 +28,8 @@ from mxshift.cli import app
 from mxshift.cutover import CutoverRefused, cutover
 from mxshift.engine.journal import CrashAt, SimulatedCrash
 from mxshift.project import OpenProject, import_mailboxes, open_project
+from mxshift.report.data import collect
+from mxshift.report.render import render_html
 from mxshift.schedule import store as tl
 from mxshift.schedule.scheduler import Scheduler
 from mxshift.state.models import Mailbox, Pass
@@ -270,6 +275,11 @@ def test_the_whole_timeline_with_48_hourly_sweeps(dovecot_src, dovecot_dst, dns_
         assert all(c is not None for c in cut_rows)
         view = tl.timeline_view(proj, clock.now())
         assert view.phase == "swept" and view.sweep_left == timedelta(0)
+        data = collect(proj)
+        assert data["cutover"]["cutover_done"] and len(data["cutover"]["messages"]) == 2
+        assert [p["count"] for p in data["cutover"]["per_sweep"]] == [1, 1]
+        page = render_html(data)
+        assert "Cutover and stray mail" in page and "by mail.oldhost.example" in page
     finally:
         proj.close()
 
@@ -463,5 +473,44 @@ def test_completion_waits_for_the_sweep_window(dovecot_src, dovecot_dst, dns_tes
     proj = m.open()
     try:
         assert complete(proj).completed
+    finally:
+        proj.close()
+
+
+def test_mxshift_run_stops_cleanly_on_sigterm_and_restarts_without_repeating(
+        dovecot_src, dovecot_dst, dns_testbed, tmp_path) -> None:
+    """The real process with the real clock: prestage is due at once; SIGTERM while it
+    waits for the next slot ends it cleanly; a restart finds nothing due to repeat."""
+    m = make_migration(tmp_path / "p", dovecot_src, dovecot_dst, dns_testbed, mailboxes=2)
+    cmd = [sys.executable, "-m", "mxshift", "-C", str(m.directory), "run", "--max-sleep", "0.5"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        proj = m.open()
+        try:
+            while time.monotonic() < deadline:
+                if [r.status for r in runs(proj)] == ["ok"]:
+                    break
+                time.sleep(0.2)
+        finally:
+            proj.close()
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "prestage pass (scheduler)" in output and "stopping after the running passes" \
+        in output and "scheduler stopped after 1 slot(s)" in output, output
+    again = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(3)
+    again.send_signal(signal.SIGINT)
+    output, _ = again.communicate(timeout=30)
+    assert again.returncode == 0 and "scheduler stopped after 0 slot(s)" in output, output
+    proj = m.open()
+    try:
+        assert [(r.kind, r.status) for r in runs(proj)] == [("prestage", "ok")]
+        assert pass_kinds(proj) == {"prestage": 2}
+        assert m.subjects("dst", 0) == m.subjects("src", 0)
     finally:
         proj.close()

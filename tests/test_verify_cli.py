@@ -95,7 +95,8 @@ def test_gate_accept_report_and_sync_refusal(tmp_project: Path, dovecot_src: Dov
     assert rows[0]["accepted_reason"] == "customer deleted it on purpose"
     data = json.loads((d / "report.json").read_text(encoding="utf-8"))
     assert data["schema"] == "mxshift.report/1"
-    assert set(data) == {"schema", "project", "summary", "mailboxes", "accepted", "timeline"}
+    assert set(data) == {"schema", "project", "summary", "mailboxes", "accepted", "timeline",
+                         "cutover"}
     assert data["summary"]["mailboxes"] == 2 and data["summary"]["verified"] == 2
     assert data["summary"]["messages_copied"] == 4 and data["summary"]["open_findings"] == 0
     assert [a["reason"] for a in data["accepted"]] == ["customer deleted it on purpose"]

@@ -114,3 +114,43 @@ def stray_trend(proj: OpenProject, now: datetime | None = None) -> list[TrendPoi
     arrivals = [_utc(m.arrived_at) or _utc(m.found_at) for m in stray_messages(proj)]
     until = max([now] + [a for a in arrivals if a])  # type: ignore[list-item]
     return trend([a for a in arrivals if a], cutover, until)  # type: ignore[misc]
+
+
+def report_section(proj: OpenProject) -> dict:  # type: ignore[type-arg]
+    """The cutover and stray-mail part of the customer report (JSON-ready)."""
+    from mxshift.schedule.store import timeline_view
+    from mxshift.state.models import Pass
+
+    view = timeline_view(proj)
+    users = {m.id: m.source_user for m in proj.mailboxes()}
+    rows = stray_messages(proj)
+    points = stray_trend(proj)
+    per_sweep: dict[tuple[int, int | None], int] = {}
+    for r in rows:
+        per_sweep[(r.mailbox_id, r.pass_id)] = per_sweep.get((r.mailbox_id, r.pass_id), 0) + 1
+    with proj.db.session() as s:
+        started = {p.id: p.started_at for p in s.scalars(select(Pass).where(
+            Pass.id.in_([k[1] for k in per_sweep if k[1] is not None])))}
+
+    def iso(dt: datetime | None) -> str | None:
+        dt = _utc(dt)
+        return dt.isoformat() if dt else None
+
+    return {
+        "phase": view.phase,
+        "cutover_at": iso(view.cutover_done_at or view.cutover_at),
+        "cutover_done": view.cutover_done_at is not None,
+        "cutover_forced_by": view.cutover_forced_by,
+        "sweep_until": iso(view.sweep_until),
+        "trend": [{"hour": p.hour, "count": p.count} for p in points],
+        "summary": summary(points) if view.cutover_done_at else None,
+        "per_sweep": [{"mailbox": users.get(mb), "sweep_started_at": iso(started.get(pid)),
+                       "count": n} for (mb, pid), n in sorted(per_sweep.items(),
+                                                              key=lambda kv: kv[0])],
+        "messages": [{"mailbox": users.get(r.mailbox_id), "folder": r.folder,
+                      "arrived_at": iso(r.arrived_at), "subject": r.subject, "from": r.sender,
+                      "size": r.size, "received_by": r.received_by} for r in rows],
+        "source_changes": [{"mailbox": users.get(c.mailbox_id), "folder": c.folder,
+                            "kind": c.kind, "count": c.count, "at": iso(c.at)}
+                           for c in source_changes(proj)],
+    }

@@ -83,6 +83,16 @@ security = "none"        # tls | starttls | none
 # batch_messages = 200             # messages sent to the destination per batch
 # batch_bytes = "32MB"             # ... or fewer, if they add up to this size
 # mailbox_parallelism = 4          # mailboxes migrated at the same time
+
+# ---------------------------------------------------------------------------------------------
+# The timeline `mxshift run` follows. Times need an offset (+01:00 or Z).
+# [schedule]
+# prestage_at = "2026-12-01T20:00:00+01:00"  # first full copy; default: when `run` starts
+# delta_interval = "24h"           # catch-up passes until the cutover
+# cutover_at = "2026-12-05T18:00:00+01:00"   # final sync, only once DNS is ready
+# cutover_retry = "15m"            # retry a cutover refused by the DNS check this often
+# sweep_interval = "60m"           # after the cutover: fetch mail still reaching the old server
+# sweep_window = "48h"             # ... for this long (`mxshift schedule --end-sweeps` ends it)
 """
 
 MAILBOX_TEMPLATE = """\

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mxshift.project import OpenProject
+from mxshift.strays import report_section
 from mxshift.state.models import Event, FolderPair, Pass, Project
 from mxshift.state.verify_models import Acceptance, Verification
 from mxshift.verify import gate, run
@@ -104,4 +105,5 @@ def collect(proj: OpenProject) -> dict[str, Any]:
             "accepted": len(accepted),
         },
         "mailboxes": mailboxes, "accepted": accepted, "timeline": timeline,
+        "cutover": report_section(proj),
     }
