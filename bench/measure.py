@@ -1,7 +1,9 @@
 """Running one tool as a process and measuring it: wall time, peak RSS, Dovecot CPU.
 
-Why wait4 and /proc: the peak RSS of a process *and its children* is what the kernel
-reports to the parent that reaps it (``ru_maxrss`` of ``wait4``); a Dovecot's CPU is its
+Why GNU time and /proc: the peak RSS of a process *and its children* is what the kernel
+reports to the parent that reaps it (``ru_maxrss`` of ``wait4``), but a child forked
+from this (large) Python process starts with our RSS as its high-water mark; forked from
+the small ``/usr/bin/time`` it starts with that one's. A Dovecot's CPU is its
 master's own time plus what it reaped from its per-connection ``imap`` processes (cutime)
 plus what the live ones used so far, read from ``/proc/PID/stat``.
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK")
+TIME = "/usr/bin/time"  # GNU time (Debian package "time")
 
 
 def _stat(pid: int) -> tuple[int, float] | None:
@@ -59,18 +62,24 @@ def run_processes(commands: list[list[str]], env: dict[str, str] | None = None,
     t0 = time.monotonic()
     procs = []
     logs = []
+    rss_files = []
     for cmd in commands:
         log = tempfile.TemporaryFile()
         logs.append(log)
-        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, env=env))
+        fd, rss_file = tempfile.mkstemp(prefix="bench-rss-")
+        os.close(fd)
+        rss_files.append(rss_file)
+        procs.append(subprocess.Popen([TIME, "-f", "%M", "-o", rss_file] + cmd, stdout=log,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      env=env))
     rss = []
     failed = []
     outputs = []
-    for cmd, p, log in zip(commands, procs, logs):
-        _pid, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        rss.append(usage.ru_maxrss)
+    for cmd, p, log, rss_file in zip(commands, procs, logs, rss_files):
+        p.wait()
+        text = Path(rss_file).read_text().split()
+        os.unlink(rss_file)
+        rss.append(int(text[-1]) if text and text[-1].isdigit() else 0)
         log.seek(0)
         out = log.read().decode("utf-8", "replace")
         log.close()
@@ -82,3 +91,12 @@ def run_processes(commands: list[list[str]], env: dict[str, str] | None = None,
                rss_note=f"sum of {len(rss)}" if len(rss) > 1 else "",
                outputs=outputs, failed=failed)
 
+
+
+def run_sequential(commands: list[list[str]], env: dict[str, str] | None = None) -> Run:
+    """Run the commands one after another (a tool that handles one account per process,
+    run over many accounts): wall time of all, the largest peak RSS."""
+    runs = [run_processes([cmd], env) for cmd in commands]
+    return Run(wall=sum(r.wall for r in runs), peak_rss_kb=max(r.peak_rss_kb for r in runs),
+               rss_note="largest of one", outputs=[o for r in runs for o in r.outputs],
+               failed=[f for r in runs for f in r.failed])

@@ -32,10 +32,9 @@ def mxshift_project(directory: Path, pairs: list[tuple[Account, Account]],
     directory.mkdir(parents=True, exist_ok=True)
     src, dst = pairs[0][0].server, pairs[0][1].server
     (directory / "mxshift.toml").write_text(
-        f'[source]\nhost = "127.0.0.1"\nport = {src.port}\nsecurity = "none"\n'
-        f'max_connections = 64\n\n'
-        f'[destination]\nhost = "127.0.0.1"\nport = {dst.port}\nsecurity = "none"\n'
-        f'max_connections = 64\n\n[options]\n{options}')
+        f'[source]\nhost = "127.0.0.1"\nport = {src.port}\nsecurity = "none"\n\n'
+        f'[destination]\nhost = "127.0.0.1"\nport = {dst.port}\nsecurity = "none"\n\n'
+        f'[options]\n{options}')
     rows = "".join(f"{s.user},{s.password},{d.user},{d.password}\n" for s, d in pairs)
     (directory / "users.csv").write_text(
         "source_user,source_password,destination_user,destination_password\n" + rows)
@@ -50,7 +49,7 @@ def mxshift_pass_seconds(directory: Path, after_id: int) -> tuple[float, float, 
     db = next(directory.rglob("*.db"), None) or next(directory.rglob("*.sqlite*"))
     con = sqlite3.connect(db)
     try:
-        rows = con.execute("SELECT id, started_at, finished_at, seconds FROM passes "
+        rows = con.execute("SELECT id, started_at, finished_at, seconds FROM pass "
                            "WHERE id > ? ORDER BY id", (after_id,)).fetchall()
     finally:
         con.close()

@@ -19,8 +19,14 @@ from mxshift.engine.plan import Known
 from mxshift.store.auth import Credentials
 from mxshift.store.base import FolderChanges, FolderStatus
 from mxshift.store.imap import ImapStore
-from mxshift.store.qresync import (QresyncChanges, QresyncParseError, parse_changes,
-                                   parse_uid_set, parse_vanished, select_parameter)
+from mxshift.store.qresync import (
+    QresyncChanges,
+    QresyncParseError,
+    parse_changes,
+    parse_uid_set,
+    parse_vanished,
+    select_parameter,
+)
 from mxshift.testbed.dovecot import DovecotServer
 
 
@@ -43,7 +49,7 @@ class Replay(imaplib.IMAP4):
         self.tagpre = b"a"
         self.tagre = re.compile(br"(?P<tag>a\d+) (?P<type>[A-Z]+) (?P<data>.*)", re.ASCII)
         self.file = io.BytesIO(raw)
-        for tag in re.findall(rb"^(a\d+) ", raw, re.M):
+        for tag in re.findall(rb"^(a\d+) ", raw, re.MULTILINE):
             self.tagged_commands[tag] = None
 
     def readline(self) -> bytes:

@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from mxshift.cli import app
-from mxshift.cutover import CutoverRefused, cutover
+from mxshift.cutover import cutover
 from mxshift.engine.journal import CrashAt, SimulatedCrash
 from mxshift.project import OpenProject, import_mailboxes, open_project
 from mxshift.report.data import collect
@@ -34,7 +34,6 @@ from mxshift.schedule import store as tl
 from mxshift.schedule.scheduler import Scheduler
 from mxshift.state.models import Mailbox, Pass
 from mxshift.state.schedule_models import ScheduleRun, SourceChange, StrayMessage, Timeline
-from mxshift.strays import stray_trend, summary
 from mxshift.sync import sync
 from mxshift.testbed.dovecot import DovecotServer
 from mxshift.testbed.unbound import DnsTestbed

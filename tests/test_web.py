@@ -6,10 +6,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterator
 
@@ -20,13 +24,14 @@ from sqlalchemy import select
 from mxshift.project import OpenProject, open_project
 from mxshift.state.dns_models import DnsCheck
 from mxshift.state.models import Pass
-from mxshift.state.schedule_models import Setting
+from mxshift.state.schedule_models import Setting, StrayMessage
 from mxshift.state.verify_models import Acceptance
+from mxshift.testbed.corpus import CorpusSpec
 from mxshift.testbed.dovecot import DovecotServer
 from mxshift.web import auth, reads
-from mxshift.web.app import create_app, duration, human_size
+from mxshift.web.app import create_app, duration, folder_name, human_size
 from mxshift.web.serve import base_url
-from test_cli import Proj, cli, imported, ok, simple_message
+from test_cli import Proj, cli, fill, imported, ok, simple_message
 
 ADMIN_PW = "admin-pw-for-tests"
 VIEW_TOKEN = "view-token-for-tests"
@@ -156,7 +161,7 @@ def test_credentials_are_stored_hashed_and_reset(site: Site) -> None:
     assert auth.Authenticator(site.proj.db).role_for(new.admin_password) == "admin"
 
 
-# -- pages and twins ---------------------------------------------------------------------------------
+# -- pages and twins ------------------------------------------------------------------------
 def test_pages_and_json_twins_show_the_migration_and_never_a_password(site: Site) -> None:
     c, p = site.client, site.p
     login(c)
@@ -169,7 +174,10 @@ def test_pages_and_json_twins_show_the_migration_and_never_a_password(site: Site
     assert table["totals"]["messages_on_destination"] == 4
     assert table["totals"]["by_state"] == {"synced": 2}
 
-    html = c.get("/mailboxes").text
+    r = c.get("/mailboxes")
+    html = r.text
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     assert f'href="/mailboxes/{site.ids[p.s1]}"' in html and 'href="/mailboxes.json"' in html
 
     only = c.get("/mailboxes.json", params={"state": "failed"}).json()
@@ -212,8 +220,7 @@ def test_pages_and_json_twins_show_the_migration_and_never_a_password(site: Site
         f"/mailboxes/{site.ids[p.s2]}.json", "/reports/report.json", "/jobs.json"))
     for secret in p.passwords:
         assert secret not in everything
-    with site.proj.db.session() as s:
-        sealed = [m.source_secret for m in site.proj.mailboxes() if m.source_secret]
+    sealed = [m.source_secret for m in site.proj.mailboxes() if m.source_secret]
     assert sealed and not any(x in everything for x in sealed)
 
 
@@ -278,7 +285,7 @@ def test_cutover_needs_confirmation_and_the_dns_gate(site: Site) -> None:
     assert r.status_code == 400 and f"type the project name ({name})" in r.text
 
     # a project domain whose last stored DNS check failed: refused, naming it
-    proj.config = dataclasses.replace(proj.config, domains=("acme.test",))
+    set_domains(site, ("acme.test",))
     with proj.db.session() as s, s.begin():
         s.add(DnsCheck(project_id=proj.project_id, domain="acme.test", provider="m365",
                        verdict="error", details=json.dumps({"checks": [
@@ -293,7 +300,7 @@ def test_cutover_needs_confirmation_and_the_dns_gate(site: Site) -> None:
     assert c.get("/jobs.json").json()["jobs"] == []
 
     # DNS fixed (no domains left): the cutover runs the final pass in the background
-    proj.config = dataclasses.replace(proj.config, domains=())
+    set_domains(site, ())
     r = c.post("/actions/cutover", data={"csrf": csrf, "confirm": name})
     assert r.status_code == 303 and r.headers["location"] == "/cutover"
     job = wait_job(c, c.get("/jobs.json").json()["jobs"][0]["id"])
@@ -305,6 +312,26 @@ def test_cutover_needs_confirmation_and_the_dns_gate(site: Site) -> None:
     with proj.db.session() as s:
         kinds = [p.kind for p in s.scalars(select(Pass).order_by(Pass.id))]
     assert kinds == ["prestage", "prestage", "final", "final"]
+
+    # stray mail after the cutover: the overview's trend and the mailbox's list
+    done_at = datetime.fromisoformat(over["timeline"]["cutover_done_at"])
+    with proj.db.session() as s, s.begin():
+        for minutes in (5, 70, 75):
+            s.add(StrayMessage(mailbox_id=site.ids[site.p.s1], folder="INBOX",
+                               source_uid=100 + minutes, subject=f"late {minutes}",
+                               sender="x@example.test", size=1000,
+                               arrived_at=done_at + timedelta(minutes=minutes)))
+    over = c.get("/index.json").json()
+    assert [(p["hour"], p["count"]) for p in over["strays"]][:2] == [(1, 1), (2, 2)]
+    assert 'class="bars"' in c.get("/").text
+    page = c.get(f"/mailboxes/{site.ids[site.p.s1]}").text
+    assert "late 70" in page and "Stray mail carried over" in page
+
+
+def set_domains(site: Site, domains: tuple[str, ...]) -> None:
+    """As if mxshift.toml listed ``domains`` (the app's write and read-only views)."""
+    for proj in (site.proj, site.client.app.state.ro):  # type: ignore[attr-defined]
+        proj.config = dataclasses.replace(proj.config, domains=domains)
 
 
 def test_reads_do_not_wait_for_a_writer(site: Site) -> None:
@@ -336,6 +363,66 @@ def test_reads_do_not_wait_for_a_writer(site: Site) -> None:
         t.join()
 
 
+def test_dashboard_beside_a_sync_process_on_the_same_database(
+        site: Site, dovecot_src: DovecotServer) -> None:
+    """`mxshift sync` in another process while the dashboard polls and writes: neither
+    side sees "database is locked", and the table follows the pass as it commits."""
+    c, p = site.client, site.p
+    csrf = login(c)
+    fill(dovecot_src, p.s2, CorpusSpec(seed=3, messages=1000, folders=2, size_profile="small"))
+    with (p.dir / "mxshift.toml").open("a", encoding="utf-8") as f:
+        f.write("\n[options]\nbatch_messages = 20\n")
+    proc = subprocess.Popen([sys.executable, "-m", "mxshift", "-C", str(p.dir), "-q", "sync",
+                             "--mailbox", p.s2], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen: list[int] = []
+    live: list[int] = []  # the running pass row's own counter (updated about once a second)
+    accepted = False
+    try:
+        while proc.poll() is None:
+            r = c.get("/mailboxes.json")
+            assert r.status_code == 200, r.text
+            rows = {x["source_user"]: x for x in r.json()["mailboxes"]}
+            seen.append(rows[p.s2]["messages_on_destination"])
+            if rows[p.s2]["running"]:
+                live.append(rows[p.s2]["running"]["copied"])
+            if not accepted and seen[-1] > 1:  # a write from the dashboard mid-pass
+                r = c.post(f"/mailboxes/{site.ids[p.s1]}/accept", data={
+                    "csrf": csrf, "finding": str(site.missing_finding), "reason": "ok"})
+                assert r.status_code == 303, r.text
+                accepted = True
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "locked" not in err + out
+    assert accepted and seen == sorted(seen)
+    assert any(1 < n < 1001 for n in seen), seen  # progress seen while the pass ran
+    assert any(0 < n < 1000 for n in live) and live == sorted(live), live
+    final = {x["source_user"]: x for x in c.get("/mailboxes.json").json()["mailboxes"]}
+    assert final[p.s2]["messages_on_destination"] == 1001
+
+
+def test_serve_on_a_busy_port_is_one_line_and_makes_no_credentials(tmp_project: Path) -> None:
+    (tmp_project / "mxshift.toml").write_text(
+        '[source]\nhost = "127.0.0.1"\nport = 1\nsecurity = "none"\n\n'
+        '[destination]\nhost = "127.0.0.1"\nport = 2\nsecurity = "none"\n', encoding="utf-8")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = subprocess.run([sys.executable, "-m", "mxshift", "-C", str(tmp_project), "serve",
+                              "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use (choose another "
+        "with --port)"]
+    assert "password" not in res.stdout
+
+
 # -- pure helpers ----------------------------------------------------------------------------------
 def test_hashing_round_trip_and_tamper() -> None:
     h = auth.hash_secret("s3cret", n=2 ** 10)
@@ -362,5 +449,8 @@ def test_sort_totals_and_formatting() -> None:
     assert human_size(0) == "0 B" and human_size(1536) == "1.5 KiB"
     assert human_size(5 * 1024 ** 3) == "5.0 GiB"
     assert duration(3 * 86400 + 7200) == "3d 2h" and duration(125) == "2m 5s"
+    assert duration(0.44) == "0.4s" and duration(3700) == "1h 1m"
+    assert folder_name("Projects/D&AOk-ploiement") == "Projects/Déploiement"
+    assert folder_name("R&-D") == "R&D" and folder_name("Caf\u00e9") == "Caf\u00e9"
     assert base_url("0.0.0.0", 8025) == "http://127.0.0.1:8025/"
     assert base_url("::1", 80) == "http://[::1]:80/"

@@ -34,7 +34,8 @@ from mxshift.config_table import (
 )
 from mxshift.errors import ConfigError
 from mxshift.oauth.settings import OAuthSettings, parse_oauth
-from mxshift.providers import PROVIDER_NAMES, PROFILES, source_exclusions
+from mxshift.providers import (PROFILES, PROVIDER_NAMES, destination_renames,
+                               source_exclusions)
 from mxshift.secrets import SecretRef
 from mxshift.store.auth import MECHANISMS
 from mxshift.store.throttle import ThrottleSettings
@@ -225,12 +226,15 @@ def parse_project(text: str, *, path: str, directory: Path) -> ProjectConfig:
     domains = tuple(_domain(project, d) for d in _string_list(project, "domains", ()))
     source = _endpoint(root.table("source", required=True), directory)
     source_profile = PROFILES[source.provider] if source.provider else None
+    destination = _endpoint(root.table("destination", required=True), directory)
     return ProjectConfig(
         name=name,
         domains=domains,
         source=source,
-        destination=_endpoint(root.table("destination", required=True), directory),
-        folders=_with_exclusions(_folders(root.table("folders")), source_profile),
+        destination=destination,
+        folders=_with_exclusions(_folders(root.table("folders")), source_profile,
+                                 PROFILES[destination.provider] if destination.provider
+                                 else None),
         options=_options(root.table("options")),
         directory=directory,
         dns=_dns(root.table("dns")),
@@ -239,11 +243,13 @@ def parse_project(text: str, *, path: str, directory: Path) -> ProjectConfig:
     )
 
 
-def _with_exclusions(rules: FolderRules, prof) -> FolderRules:  # type: ignore[no-untyped-def]
+def _with_exclusions(rules: FolderRules, prof, dest_prof) -> FolderRules:  # type: ignore[no-untyped-def]
     """Add a source provider's virtual folders (Gmail's All Mail, Important, Starred) to
-    the exclude patterns: they are views of the label folders, copied once from those."""
+    the exclude patterns (they are views of the label folders, copied once from those), and
+    a destination provider's reserved names to the renames, after the admin's own."""
     extra = tuple(p for p in source_exclusions(prof) if p not in rules.exclude)
-    return replace(rules, exclude=rules.exclude + extra) if extra else rules
+    renames = tuple(RenameRule(p, r) for p, r in destination_renames(dest_prof))
+    return replace(rules, exclude=rules.exclude + extra, renames=rules.renames + renames)
 
 
 def _toml_error(exc: tomllib.TOMLDecodeError, text: str, path: str) -> ConfigError:

@@ -11,6 +11,9 @@ odd, nor hammer a server that is down. The grade tells the caller how much to sk
         +-- FolderError          skip this folder for this pass
         +-- MailboxError         skip this mailbox for this pass (bad login, quota)
         +-- EndpointError        server down or throttling: back off, retry the pass later
+            +-- ThrottledError   the server kept pushing back past the pass's wait budget
+
+(``mxshift.oauth.TokenError`` is a MailboxError: no token could be had for a mailbox.)
 """
 
 from __future__ import annotations
@@ -84,3 +87,9 @@ class MailboxError(SyncError):
 
 class EndpointError(SyncError):
     grade = "endpoint"
+
+
+class ThrottledError(EndpointError):
+    """The store waited out the server's back-pressure (Microsoft's "Suggested Backoff
+    Time", [UNAVAILABLE], BYE...) for as long as ``max_total_wait`` allows, and it went on.
+    The message says how long was waited and quotes the server's last answer."""

@@ -85,6 +85,14 @@ def check_mailbox(proj: OpenProject, mb: Mailbox) -> PreflightResult:
         if src.size > free:
             res.blockers.append(f"destination quota: {free // 1024} KiB free, the source holds "
                                 f"{src.size // 1024} KiB")
+    for label, endpoint, user, side in (("source", cfg.source, mb.source_user, src),
+                                        ("destination", cfg.destination, mb.destination_user,
+                                         dst)):
+        if side.ok and endpoint.oauth is not None and endpoint.auth != "password":
+            # logged in with a token; say if it still lacks something (a role, a scope)
+            from mxshift.oauth.settings import token_problems
+
+            res.warnings += [f"{label}: {p}" for p in token_problems(endpoint.oauth, user)]
     if dst.ok and "UIDPLUS" not in dst.capabilities:
         res.warnings.append("destination lacks UIDPLUS: copies are found again by fingerprint "
                             "(slower)")

@@ -9,6 +9,8 @@ value is a default: a key written in mxshift.toml wins. Pure data and pure funct
 
 from __future__ import annotations
 
+import glob
+import re
 from dataclasses import dataclass
 
 from mxshift.errors import ConfigError
@@ -28,10 +30,14 @@ class Profile:
     auth: str = "password"            # "xoauth2" where the service wants OAuth2
     token_provider: str | None = None  # the usual [x.oauth] token_provider
     # Folders that are views of other folders on a *source* (copying them would copy every
-    # message twice): logical paths, "/"-joined, as fnmatch patterns for [folders].exclude.
+    # message twice): logical paths, "/"-joined; they join [folders].exclude (escaped).
     virtual_folders: tuple[str, ...] = ()
     # Special-use folder names on this service, by role (for reports and the templates).
     special_use: tuple[tuple[str, str], ...] = ()
+    # Top-level names the service keeps for itself on a *destination*: a mail folder of that
+    # name from the source would land in (or be refused as) the service's own folder.
+    reserved_names: tuple[str, ...] = ()
+    reserved_suffix: str = " (mail)"
 
 
 PROFILES: dict[str, Profile] = {
@@ -42,6 +48,9 @@ PROFILES: dict[str, Profile] = {
         auth="xoauth2", token_provider="microsoft",
         special_use=(("sent", "Sent Items"), ("trash", "Deleted Items"),
                      ("junk", "Junk Email"), ("drafts", "Drafts"), ("archive", "Archive")),
+        # Exchange's own non-mail folders: hidden from IMAP, yet their names are taken
+        reserved_names=("Calendar", "Contacts", "Tasks", "Notes", "Journal", "Outbox",
+                        "Sync Issues", "Conversation History", "RSS Feeds"),
     ),
     "gmail": Profile(
         name="gmail", host="imap.gmail.com", max_connections=15,
@@ -77,7 +86,19 @@ def source_exclusions(p: Profile | None) -> tuple[str, ...]:
     """Exclude patterns a source on this provider adds to [folders].exclude: Gmail's "All
     Mail", "Important" and "Starred" hold the messages of the label folders again; copying
     them as folders would put every message on the destination two or three times."""
-    return p.virtual_folders if p is not None else ()
+    # "[Gmail]" would be a character class to fnmatch: escape the names into patterns
+    return tuple(glob.escape(name) for name in p.virtual_folders) if p is not None else ()
+
+
+def destination_renames(p: Profile | None) -> tuple[tuple[str, str], ...]:
+    """(pattern, replacement) rename rules for a destination on this provider: a top-level
+    source folder named like one of its reserved folders ("Calendar" on Microsoft 365) gets
+    ``reserved_suffix`` ("Calendar (mail)"); its sub-folders follow it. They come after the
+    admin's own [[folders.rename]] rules, which win."""
+    if p is None or not p.reserved_names:
+        return ()
+    names = "|".join(re.escape(n) for n in p.reserved_names)
+    return ((f"(?i)({names})", r"\1" + p.reserved_suffix),)
 
 
 def size_limit_reason(p: Profile | None, size: int) -> str | None:

@@ -81,9 +81,10 @@ def sync(proj: OpenProject, *, only: str | None = None, allow_mass_delete: bool 
         mailboxes = [m for m in mailboxes if m.id in wanted]
     workers = max(1, min(cfg.options.mailbox_parallelism, cfg.source.max_connections,
                          cfg.destination.max_connections, len(mailboxes) or 1))
+    # batch_bytes bounds the memory of the whole run: the passes in flight share it.
     settings = replace(settings, folder_parallelism=folder_connections(
         cfg.options.folder_parallelism, workers, cfg.source.max_connections,
-        cfg.destination.max_connections))
+        cfg.destination.max_connections), batch_bytes=max(1, settings.batch_bytes // workers))
     args = [(m.id, m.source_user, m.source_secret, m.destination_user, m.destination_secret,
              m.cutover_at is not None) for m in mailboxes]
     if workers == 1:

@@ -58,6 +58,35 @@ host = "127.0.0.1"
 port = 12143
 security = "none"        # tls | starttls | none
 
+# Hosted services (Microsoft 365, Google Workspace): a provider profile sets host, port, TLS,
+# connections, the size limit (Microsoft: 35 MB; larger messages are skipped and reported)
+# and OAuth2 login; every key written here wins over it. Mailbox passwords are then unused.
+# To use one, set provider to "microsoft365", "gmail", "dovecot" or "generic" (Microsoft 365
+# also renames a source folder called Calendar, Contacts, Tasks... to "Calendar (mail)").
+# auth = "xoauth2"                 # password | xoauth2 | oauthbearer
+# Microsoft 365 app-only (MSAL client credentials): the Entra app needs the application
+# permission IMAP.AccessAsApp (admin-consented) and an Exchange service principal with access
+# to the mailboxes.
+# [destination.oauth]
+# token_provider = "microsoft"     # microsoft | google | command | static
+# tenant_id = "contoso.onmicrosoft.com"
+# client_id = "00000000-0000-0000-0000-000000000000"
+# client_secret = "env:M365_CLIENT_SECRET"
+# refresh_margin = 300             # seconds before expiry a token is renewed
+# Google Workspace instead: token_provider "google" with service_account set to
+# "file:service-account.json" (domain-wide delegation for https://mail.google.com/).
+# Anything else: token_provider "command" with command set to ["/usr/local/bin/get-token"]
+# (it gets the mailbox user as last argument and prints a token; an optional second line
+# "expires_in=SECONDS" says how long it lasts).
+#
+# When the server pushes back ("Request is throttled. Suggested Backoff Time: ...", BYE,
+# [UNAVAILABLE]) mxshift waits as told, reconnects and goes on, up to max_total_wait per pass.
+# [destination.throttle]
+# max_total_wait = 1800            # seconds of back-off a pass may spend, then it fails
+# messages_per_second = 10         # rate limits for this server (all its connections)
+# bytes_per_second = "10MB"
+# bytes_per_day = "500MB"          # e.g. Gmail's daily IMAP upload allowance
+
 # ---------------------------------------------------------------------------------------------
 # Which folders to copy. Folder paths are written with "/" between levels (Archive/2019) whatever
 # the server uses. Patterns use * and ?; a * also matches across levels.

@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 from datetime import datetime, timedelta
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import typer
 from rich.markup import escape
@@ -24,28 +24,29 @@ from mxshift.schedule.plan import format_duration, parse_duration
 from mxshift.schedule.scheduler import Scheduler
 from mxshift.schedule.settings import parse_time
 
+T = TypeVar("T")
+
 _STYLE = {"done": "green", "due": "yellow", "running": "cyan", "failed": "red",
           "missed": "dim", "upcoming": "", "interrupted": "yellow"}
 
 
-def _time(text: str | None, option: str) -> datetime | None:
+def _parsed(text: str | None, option: str, parse: Callable[[str], T]) -> T | None:
+    """An option's value through ``parse``; a bad one fails with the option's name."""
     if text is None:
         return None
     try:
-        return parse_time(text)
+        return parse(text)
     except ValueError as exc:
         fail(f"{option}: {exc}")
     return None
+
+
+def _time(text: str | None, option: str) -> datetime | None:
+    return _parsed(text, option, parse_time)
 
 
 def _duration(text: str | None, option: str) -> timedelta | None:
-    if text is None:
-        return None
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        fail(f"{option}: {exc}")
-    return None
+    return _parsed(text, option, parse_duration)
 
 
 def _t(dt: datetime | None) -> str:

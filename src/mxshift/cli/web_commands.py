@@ -28,6 +28,7 @@ def serve(
     from mxshift.web import serve as serve_mod
 
     with opened() as proj:
+        serve_mod.check_port(host, port)
         made = serve_mod.prepare(proj, reset=reset_credentials)
         serve_mod.announce(made, serve_mod.base_url(host, port), _say)
         serve_mod.run(proj, host, port)

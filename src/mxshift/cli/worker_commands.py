@@ -16,8 +16,10 @@ app.add_typer(db_app, name="db")
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply pending schema migrations (needed before first use of a PostgreSQL database
-    and after upgrading mxshift; SQLite is upgraded on open)."""
+    """Apply pending schema migrations to the state database.
+
+    Needed before a PostgreSQL database is first used and after each mxshift upgrade
+    (SQLite is upgraded on open)."""
     from mxshift.state.db import upgrade_state
 
     try:
@@ -41,8 +43,10 @@ def worker(concurrency: int = typer.Option(1, "-c", "--concurrency", min=1,
            name: Optional[str] = typer.Option(None, "--name",
                                               help="Node name (default mxshift-PID@host).")
            ) -> None:
-    """Run passes queued by `sync` (and the scheduler) on this machine: a Celery worker on
-    MXSHIFT_BROKER_URL (default redis://127.0.0.1:6379/0) for the project in -C DIR."""
+    """Run the passes that `sync` and the scheduler queue, on this machine.
+
+    A Celery worker on MXSHIFT_BROKER_URL (default redis://127.0.0.1:6379/0) for the
+    project in -C DIR; state in MXSHIFT_DATABASE_URL (PostgreSQL for several machines)."""
     from mxshift.project import open_project
     from mxshift.runners import celery_app
     from mxshift.runners.settings import runner_settings

@@ -19,6 +19,8 @@ from sqlalchemy import update
 
 from mxshift import repair
 from mxshift.engine.journal import Pending
+from mxshift.engine.limits import ByteBudget
+from mxshift.engine.serial_journal import writing
 from mxshift.engine.locate import locate
 from mxshift.engine.plan import batches, copyable_flags
 from mxshift.errors import MessageError
@@ -40,6 +42,10 @@ class Cancelled(BaseException):
     """Another worker of the pass failed: stop between batches (each batch is settled)."""
 
 
+# Seconds between two live progress writes of a pass (at most).
+LIVE_INTERVAL = 1.0
+
+
 class LiveProgress:
     """The pass row's copied/bytes_copied counters, kept current while a pass runs.
 
@@ -49,9 +55,10 @@ class LiveProgress:
     Thread-safe: the workers of a pass share one.
     """
 
-    def __init__(self, db: StateDB, pass_id: int, interval: float = 1.0,
+    def __init__(self, db: StateDB, pass_id: int, interval: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.db, self.pass_id, self.interval, self.clock = db, pass_id, interval, clock
+        self.db, self.pass_id, self.clock = db, pass_id, clock
+        self.interval = LIVE_INTERVAL if interval is None else interval
         self.copied = 0
         self.bytes_copied = 0
         self._lock = threading.Lock()
@@ -68,7 +75,7 @@ class LiveProgress:
             self._last = now
             values = {"copied": self.copied, "bytes_copied": self.bytes_copied}
             self.writes += 1
-        with self.db.session() as s, s.begin():
+        with writing(self.db), self.db.session() as s, s.begin():
             s.execute(update(Pass).where(Pass.id == self.pass_id).values(**values))
 
 
@@ -111,7 +118,8 @@ class FolderCopier:
     def __init__(self, owner: "MailboxPass", src: Store, dst: Store, pair: FolderPair,
                  status: FolderStatus, result: "PassResult", *,
                  batch_bytes: int | None = None, live: LiveProgress | None = None,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None,
+                 budget: ByteBudget | None = None) -> None:
         self.owner = owner
         self.journal = owner.journal
         self.hooks = owner.hooks
@@ -129,6 +137,7 @@ class FolderCopier:
         self.batch_bytes = batch_bytes or self.settings.batch_bytes
         self.live = live
         self.cancel = cancel
+        self.budget = budget or ByteBudget(self.settings.batch_bytes)
 
     def copy(self, messages: list[NewMessage], *, adopt: bool) -> None:
         pool = self._adoption_pool() if adopt and self.dest_messages else None
@@ -136,7 +145,9 @@ class FolderCopier:
         for batch in copy_batches(messages, self.settings.batch_messages, self.batch_bytes):
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled()
-            self._batch([by_uid[u] for u in batch], pool)
+            msgs = [by_uid[u] for u in batch]
+            with self.budget.hold(sum(m.size for m in msgs)):
+                self._batch(msgs, pool)
         for keyword, count in sorted(self.dropped.items()):
             self.journal.finding(self._finding(
                 "flag_dropped", None, None, None,

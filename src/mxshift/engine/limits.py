@@ -26,6 +26,11 @@ class NoFreeSlot(EndpointError):
     connection: the pass goes on with the connections it has)."""
 
 
+def waiting_allowed() -> bool:
+    """False inside :func:`without_waiting` (for limiter implementations to honour)."""
+    return not getattr(_local, "no_wait", False)
+
+
 @contextmanager
 def without_waiting() -> Iterator[None]:
     """Within this block (this thread), a full server raises :class:`NoFreeSlot` instead
@@ -93,7 +98,7 @@ class LocalLimiter:
         cond = self._cond(server)
         with cond:
             while self._in_use.get(server, 0) >= self.cap(server):
-                if getattr(_local, "no_wait", False):
+                if not waiting_allowed():
                     raise NoFreeSlot(f"{server}: all {self.cap(server)} connections in use")
                 cond.wait()
             n = self._in_use[server] = self._in_use.get(server, 0) + 1
@@ -167,3 +172,35 @@ def configure(server: str, cap: int) -> None:
     set_cap = getattr(_limiter, "set_cap", None)
     if set_cap is not None:
         set_cap(server, cap)
+
+
+class ByteBudget:
+    """Bytes of message data a pass may hold in memory at once, shared by its workers.
+
+    Why: each worker fetches a batch, then appends it; with several workers (and a large
+    message travelling alone) the sum must still fit the configured ``batch_bytes``, so
+    peak memory follows the budget, not the mailbox or the number of connections. A
+    reservation larger than the whole budget (one large message) waits until it has the
+    budget to itself.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = max(1, total)
+        self.free = self.total
+        self._cond = threading.Condition()
+        self.peak = 0  # most bytes reserved at once
+
+    @contextmanager
+    def hold(self, size: int) -> Iterator[None]:
+        size = max(0, min(size, self.total))
+        with self._cond:
+            while self.free < size:
+                self._cond.wait()
+            self.free -= size
+            self.peak = max(self.peak, self.total - self.free)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.free += size
+                self._cond.notify_all()

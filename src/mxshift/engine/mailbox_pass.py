@@ -29,6 +29,8 @@ from sqlalchemy import delete, select, update
 from mxshift.engine import lease
 from mxshift.engine.copier import FolderCopier, LiveProgress, NewMessage
 from mxshift.engine.folder_pool import FolderPool, apply_guarded, worker_count
+from mxshift.engine.limits import ByteBudget
+from mxshift.engine.serial_journal import SerialJournal
 from mxshift.engine.journal import Hooks, Journal
 from mxshift.engine.locate import locate
 from mxshift.engine.plan import Candidate, Known, deletion_blocked, plan_folder, plan_moves
@@ -209,10 +211,12 @@ class MailboxPass:
         """Step 6 for every folder: on this connection pair, or on several (folder_pool)."""
         self.live = LiveProgress(self.db, self.pass_id)
         self.cancel = threading.Event()
+        self.journal = SerialJournal(self.db, self.mailbox_id, self.hooks)
         one = apply_guarded(self._apply,
                             lambda scan, exc, part: self._folder_error(scan.pair, exc, part))
         workers = worker_count(scans, self.settings.folder_parallelism)
         self.worker_batch_bytes = max(1, self.settings.batch_bytes // workers)
+        self.budget = ByteBudget(self.settings.batch_bytes)
         if workers == 1:
             for scan in scans:
                 one(src, dst, scan, result)
@@ -451,7 +455,8 @@ class MailboxPass:
         copier = FolderCopier(self, src, dst, pair, st, result,
                               batch_bytes=getattr(self, "worker_batch_bytes", None),
                               live=getattr(self, "live", None),
-                              cancel=getattr(self, "cancel", None))
+                              cancel=getattr(self, "cancel", None),
+                              budget=getattr(self, "budget", None))
         if scan.new:
             if pair.present:
                 src.select(pair.source_name, readonly=True)

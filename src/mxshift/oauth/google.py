@@ -10,7 +10,6 @@ Microsoft's app token), so the per-user cache really matters here.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any
 
@@ -59,18 +58,6 @@ class GoogleTokens:
         self._info = info
         self._ca_file = ca_file
         self._timeout = timeout
-        self._local = threading.local()
-
-    def _request(self):  # type: ignore[no-untyped-def]
-        """One HTTP session per thread (requests' sessions are not thread-safe)."""
-        import requests
-        from google.auth.transport.requests import Request
-
-        if getattr(self._local, "request", None) is None:
-            session = requests.Session()
-            session.verify = self._ca_file or True
-            self._local.request = Request(session=session)
-        return self._local.request
 
     def fetch(self, user: str) -> Token:
         from google.auth import exceptions
@@ -81,14 +68,21 @@ class GoogleTokens:
                 self._info, scopes=[SCOPE], subject=user)
         except (ValueError, KeyError) as exc:
             raise token_error(f"the service account key is incomplete: {exc}") from None
+        from google.auth.transport.requests import Request
+
+        from mxshift.oauth.http import TokenSession
+
+        session = TokenSession(self._ca_file, self._timeout)
         try:
-            creds.refresh(self._request())
+            creds.refresh(Request(session=session))
         except exceptions.RefreshError as exc:
             data = exc.args[1] if len(exc.args) > 1 else None
             raise token_error(explain_refusal(data, client=self.client, user=user)) from None
         except exceptions.TransportError as exc:
             raise token_error(f"cannot reach Google's token service: {exc}",
                               final=False) from None
+        finally:
+            session.close()
         expiry = creds.expiry.timestamp() if creds.expiry else time.time() + 3600
         if creds.expiry is not None and creds.expiry.tzinfo is None:
             # google-auth keeps expiry as naive UTC

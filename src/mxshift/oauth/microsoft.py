@@ -83,12 +83,24 @@ class MicrosoftTokens:
                  timeout: float = 30.0) -> None:
         import msal  # imported here: only projects that use Microsoft pay for it
 
+        from mxshift.oauth.http import TokenSession
+
         self.tenant, self.client_id = tenant, client_id
         base = authority.rstrip("/")
-        self._app = msal.ConfidentialClientApplication(
-            client_id, client_credential=client_secret, authority=f"{base}/{tenant}",
-            verify=ca_file or True, timeout=timeout,
-            instance_discovery=False if base != DEFAULT_AUTHORITY else None)
+        self._session = TokenSession(ca_file, timeout)
+        try:
+            self._app = msal.ConfidentialClientApplication(
+                client_id, client_credential=client_secret, authority=f"{base}/{tenant}",
+                http_client=self._session,
+                instance_discovery=False if base != DEFAULT_AUTHORITY else None)
+        except ValueError as exc:  # the authority's discovery document was refused
+            raise token_error(f"Microsoft's sign-in service does not know tenant {tenant} "
+                              f"({exc})") from None
+        except Exception as exc:  # requests' connection errors
+            raise token_error(f"cannot reach Microsoft's sign-in service at {base}: "
+                              f"{type(exc).__name__}: {exc}", final=False) from None
+        finally:
+            self._session.close()
         self._lock = threading.Lock()
 
     def fetch(self, user: str) -> Token:
@@ -105,6 +117,8 @@ class MicrosoftTokens:
                 raise token_error(f"cannot reach Microsoft's token service for tenant "
                                   f"{self.tenant}: {type(exc).__name__}: {exc}",
                                   final=False) from None
+            finally:
+                self._session.close()
         if "access_token" not in result:
             raise token_error(explain_aadsts(result, tenant=self.tenant,
                                              client=self.client_id))

@@ -154,3 +154,11 @@ def parse_oauth(t, directory: Path, *, default_provider: str | None = None  # ty
         ca_file=ca_file,
         refresh_margin=_number(t, "refresh_margin", 300.0),
     )
+
+
+def token_problems(s: OAuthSettings, user: str) -> list[str]:
+    """What the cached token of ``user`` lacks for IMAP (a missing role or scope), for
+    preflight; [] when there is no cached token or nothing is missing."""
+    cache = token_cache(s)
+    token = cache.peek(user)
+    return cache.provider.problems(token) if token is not None else []

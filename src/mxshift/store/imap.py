@@ -23,7 +23,8 @@ from imapclient.response_parser import parse_fetch_response
 from imapclient.datetime_util import datetime_to_INTERNALDATE, parse_to_datetime
 from imapclient.imapclient import _quote, seq_to_parenstr, seq_to_parenstr_upper
 
-from mxshift.errors import EndpointError, FolderError, MailboxError, MessageError, Retry
+from mxshift.errors import (EndpointError, FolderError, MailboxError, MessageError, Retry,
+                            ThrottledError)
 from mxshift.mapping import Namespace, RemoteFolder
 from mxshift.store import throttle
 from mxshift.store.auth import Credentials, TokenRefused, authenticate
@@ -121,7 +122,7 @@ class ImapStore:
         self._reconnecting = False
         settings = throttle_settings or throttle.ThrottleSettings()
         self.budget = throttle.WaitBudget(settings, host)
-        self.limiter = throttle.limiter_for(host, settings)
+        self.limiter: throttle.RateLimiter | None = None  # set by connect(): per host:port
         self.reconnects = 0
         self.sleep: Callable[[float], None] = time.sleep
 
@@ -136,8 +137,14 @@ class ImapStore:
         reopen = functools.partial(_open_client, host=host, port=port, security=security,
                                    credentials=credentials, ca_file=ca_file,
                                    verify_tls=verify_tls, timeout=timeout)
-        store = cls(reopen(), host=host, disabled=disabled, reopen=reopen,
+        # Without throttle settings the store fails fast on back-pressure (an
+        # EndpointError, as before issue 8); the project wiring (connect.py) always gives
+        # them, so real passes wait, reconnect and go on.
+        store = cls(reopen(), host=host, disabled=disabled,
+                    reopen=reopen if throttle_settings is not None else None,
                     throttle_settings=throttle_settings, max_message_size=max_message_size)
+        if throttle_settings is not None:
+            store.limiter = throttle.limiter_for(f"{host}:{port}", throttle_settings)
         if {"CONDSTORE", "ENABLE"} <= store.capabilities:
             # So that SELECT reports HIGHESTMODSEQ (RFC 7162 3.1.8): the folder's
             # change counter as of the moment we start reading it.
@@ -192,6 +199,7 @@ class ImapStore:
         try:
             st = self._retry("STATUS", lambda: self._c.folder_status(folder, items))
         except IMAPClientError as exc:
+            self._raise_if_back_pressure(exc, "STATUS")
             raise FolderError(f"STATUS {folder!r}: {_clean(str(exc))}") from None
         return FolderStatus(uidvalidity=int(st[b"UIDVALIDITY"]), uidnext=int(st[b"UIDNEXT"]),
                             messages=int(st[b"MESSAGES"]),
@@ -203,6 +211,7 @@ class ImapStore:
         try:
             st = self._retry("SELECT", lambda: self._c.select_folder(folder, readonly=readonly))
         except IMAPClientError as exc:
+            self._raise_if_back_pressure(exc, "SELECT")
             raise FolderError(f"SELECT {folder!r}: {_clean(str(exc))}") from None
         self._selected = folder
         self._readonly = readonly
@@ -242,27 +251,30 @@ class ImapStore:
         """
         if not {"QRESYNC", "CONDSTORE"} <= self.capabilities:
             raise FolderError("QRESYNC is not offered (or disabled) on this server")
-        imap = self._c._imap
         known = set(known_uids)
         param = qresync.select_parameter(uidvalidity, modseq, known)
-        imap.untagged_responses = {}
-        imap.is_readonly = True
-        self._selected = None
-        try:
+
+        def once() -> dict[str, list[object]]:
+            imap = self._c._imap  # looked up each time: a reconnect replaces the client
+            imap.untagged_responses = {}
+            imap.is_readonly = True
+            imap.state = "AUTH"  # until the server says OK, nothing is selected
             typ, data = imap._simple_command("EXAMINE", self._c._normalise_folder(folder),
                                              param)
-        except _LOST as exc:
-            raise _endpoint_error(self._host, exc) from None
+            if typ != "OK":  # a NO: graded below like any refused command
+                raise IMAPClientError(b" ".join(d for d in data if isinstance(d, bytes))
+                                      .decode("utf-8", "replace"))
+            imap.state = "SELECTED"
+            return imap.untagged_responses
+
+        self._selected = None
+        try:
+            untagged = self._retry("SELECT", once)
         except IMAPClientError as exc:
-            imap.state = "AUTH"
+            self._raise_if_back_pressure(exc, "SELECT")
             raise FolderError(f"SELECT {folder!r} (QRESYNC): {_clean(str(exc))}") from None
-        if typ != "OK":
-            imap.state = "AUTH"
-            text = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
-            raise FolderError(f"SELECT {folder!r} (QRESYNC): {text}")
-        imap.state = "SELECTED"
         self._selected = folder
-        untagged = imap.untagged_responses
+        self._readonly = True
         try:
             found = qresync.parse_changes(untagged)
         except qresync.QresyncParseError:
@@ -277,6 +289,7 @@ class ImapStore:
                               messages=int(st.get(b"EXISTS", 0)),
                               highestmodseq=int(st[b"HIGHESTMODSEQ"])
                               if b"HIGHESTMODSEQ" in st else None)
+        self._uidvalidity = (folder, status.uidvalidity)
         changed = {u: f for u, f in found.changed.items() if f is not None}
         missing = sorted(u for u, f in found.changed.items() if f is None)
         if missing:  # a FETCH without FLAGS: ask for them (rare; not Dovecot)
@@ -387,26 +400,40 @@ class ImapStore:
         plus = "LITERAL+" in self.capabilities
         tag = imap._new_tag()
         imap.tagged_commands[tag] = None
-        head = tag + b" APPEND " + _quote(folder).encode("ascii")
+        # Small pieces are gathered into sends of about 256 KiB; a large literal goes to
+        # the socket as it is (no copy).
+        parts: list[bytes] = [tag + b" APPEND " + _quote(folder).encode("ascii")]
+        gathered = 0
+
+        def flush() -> None:
+            nonlocal gathered
+            if parts:
+                imap.send(b"".join(parts))
+                parts.clear()
+                gathered = 0
+
         for raw, flags, date in messages:
             sync = not plus or len(raw) > SYNC_LITERAL_ABOVE
-            head += (b" " + seq_to_parenstr(sorted(flags)).encode("ascii") + b' "'
-                     + datetime_to_INTERNALDATE(date).encode("ascii") + b'" {'
-                     + str(len(raw)).encode("ascii") + (b"}\r\n" if sync else b"+}\r\n"))
+            parts.append(b" " + seq_to_parenstr(sorted(flags)).encode("ascii") + b' "'
+                         + datetime_to_INTERNALDATE(date).encode("ascii") + b'" {'
+                         + str(len(raw)).encode("ascii")
+                         + (b"}\r\n" if sync else b"+}\r\n"))
             if sync:
-                imap.send(head)
-                head = b""
+                flush()
                 while imap._get_response():  # None = the continuation ("+ ...") came
                     if imap.tagged_commands.get(tag):  # refused before the bytes
                         return imap._command_complete("APPEND", tag)
                 imap.send(raw)
             elif len(raw) < 65536:
-                head += raw  # one send for the command line and a small literal
+                parts.append(raw)
+                gathered += len(raw)
+                if gathered >= 262144:
+                    flush()
             else:
-                imap.send(head)
-                head = b""
+                flush()
                 imap.send(raw)
-        imap.send(head + b"\r\n")
+        parts.append(b"\r\n")
+        flush()
         return imap._command_complete("APPEND", tag)
 
     def append_many(self, folder: str,
@@ -559,13 +586,21 @@ class ImapStore:
                 continue
             except IMAPClientError as exc:
                 bp = throttle.classify(_clean(str(exc)), command=command)
-                if bp is None or self._reconnecting or \
-                        (bp.reconnect and self._reopen is None):
+                if bp is None or self._reconnecting or self._reopen is None:
                     raise
                 self._back_off(bp)
                 continue
             self.budget.succeeded()
             return result
+
+    def _raise_if_back_pressure(self, exc: IMAPClientError, command: str) -> None:
+        """Back-pressure left over (no retrying, or given up) is the server's trouble, not
+        the folder's: an EndpointError with the server's suggested wait."""
+        text = _clean(str(exc))
+        bp = throttle.classify(text, command=command)
+        if bp is not None:
+            raise EndpointError(f"{self._host}: {text}", retry=Retry.WAIT,
+                                wait_seconds=bp.wait or 60) from None
 
     def _back_off(self, bp: throttle.Backpressure | None) -> None:
         assert bp is not None
@@ -577,7 +612,7 @@ class ImapStore:
         try:
             wait = self.budget.next_wait(bp)
         except throttle.ThrottledOut as exc:
-            raise EndpointError(str(exc), retry=Retry.WAIT,
+            raise ThrottledError(str(exc), retry=Retry.WAIT,
                                 wait_seconds=self.budget.settings.max_single_wait) from None
         if wait > 0:
             self.sleep(wait)
@@ -715,6 +750,9 @@ def _open_client(*, host: str, port: int, security: str, credentials: Credential
     except (OSError, IMAPClientError) as exc:
         _quiet_close(client)
         raise _endpoint_error(host, exc) from None
+    except BaseException:  # no token to be had (TokenError), or interrupted
+        _quiet_close(client)
+        raise
     return client
 
 

@@ -16,9 +16,10 @@ literal, a ``(b"... {12}", b"literal bytes")`` tuple followed by the rest of the
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
+from imapclient.exceptions import ProtocolError
 from imapclient.response_parser import parse_fetch_response
 
 from mxshift.store.uidset import compress_uids
@@ -109,7 +110,7 @@ def parse_fetches(data: Sequence[bytes | tuple[bytes, bytes]]) -> tuple[
         return {}, 0
     try:
         parsed = parse_fetch_response(list(data), False, False)
-    except Exception as exc:  # imapclient raises ProtocolError / ValueError on bad input
+    except (ProtocolError, ValueError) as exc:
         raise QresyncParseError(f"unreadable FETCH response: {exc}") from None
     changed: dict[int, frozenset[str] | None] = {}
     unkeyed = 0

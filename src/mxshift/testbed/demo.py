@@ -4,12 +4,17 @@ Why a demo in the package: a new user (and CI) should see mxshift move real mail
 command, on the embedded defaults (SQLite state, local runner), and check the result.
 
     python -m mxshift.testbed.demo [--dir demo] [--messages 300] [--keep]
+                                   [--no-serve] [--port 8025]
 
 It starts a source and a destination Dovecot on loopback, fills three source mailboxes
 with a generated realistic corpus, writes a project (mxshift.toml, users.csv), and runs
 the CLI: ``mailboxes import``, ``preflight``, ``sync`` (prestage), then changes the
 source (new mail, flags, a move, a deletion) and runs ``sync`` again (delta), then
-``status``; finally it compares every mailbox on both servers, byte for byte.
+``status``; then it compares every mailbox on both servers, byte for byte. Finally it
+verifies the project and serves the dashboard (``mxshift serve``) over it, printing its
+URL and a fresh admin password, until Ctrl-C; the Dovecots stay up meanwhile so passes
+can be started from the page. ``--no-serve`` ends the demo after the comparison instead
+(for scripts and CI).
 """
 
 from __future__ import annotations
@@ -66,11 +71,33 @@ def _change_source(server: DovecotServer, user: str, password: str) -> None:
         c.logout()
 
 
+def _serve(project: Path, port: int) -> None:
+    """``mxshift serve`` in this process, until Ctrl-C."""
+    from mxshift.project import open_project
+    from mxshift.web import serve
+
+    proj = open_project(project)
+    try:
+        made = serve.prepare(proj, reset=True)  # a fresh password every demo run
+        print(f"\n$ mxshift -C {project} serve --port {port}", flush=True)
+        serve.announce(made, serve.base_url("127.0.0.1", port), lambda s: print(s, flush=True))
+        print("open the dashboard and log in with the admin password; Ctrl-C stops the demo",
+              flush=True)
+        serve.run(proj, "127.0.0.1", port)
+    finally:
+        proj.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--dir", type=Path, default=Path("demo"), help="work directory (replaced)")
     ap.add_argument("--messages", type=int, default=300, help="messages in the largest mailbox")
     ap.add_argument("--keep", action="store_true", help="leave the servers running")
+    ap.add_argument("--serve", action=argparse.BooleanOptionalAction, default=True,
+                    help="end by serving the dashboard until Ctrl-C (default; --no-serve "
+                         "exits after the comparison)")
+    ap.add_argument("--port", type=int, default=8025,
+                    help="dashboard port (another free one if taken)")
     args = ap.parse_args(argv)
 
     work = args.dir.resolve()
@@ -135,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\ndemo " + ("succeeded: the destination is identical to the source" if ok
                            else "FAILED"))
         print(f"project directory: {project} (state in {project / 'mxshift.db'})")
+        if ok and args.serve:
+            _cli(project, "verify")  # exit 2 on open findings: the dashboard shows them
+            _serve(project, _port(args.port))
         if args.keep:
             print(f"servers left running: source 127.0.0.1:{src.port}, destination "
                   f"127.0.0.1:{dst.port}; stop them with: kill {src.pid} {dst.pid}")

@@ -172,8 +172,11 @@ class FakeIdP:
         if acct is None:
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
         try:
+            # google-auth addresses the assertion to Google's token endpoint whatever
+            # token_uri it posts to; Google accepts that audience, and so does this fake
             claims = jwt.decode(assertion, acct.public_key_pem, algorithms=["RS256"],
-                                audience=self.google_token_uri)
+                                audience=[self.google_token_uri,
+                                          "https://oauth2.googleapis.com/token"])
         except jwt.PyJWTError as exc:
             return 400, {"error": "invalid_grant", "error_description": f"Invalid JWT: {exc}"}
         scopes = set(str(claims.get("scope", "")).split())

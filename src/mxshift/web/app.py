@@ -12,6 +12,7 @@ the HTML pages stay plain Jinja templates; no front-end build step. Conventions:
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from imapclient import imap_utf7
 
 from mxshift.errors import MxshiftError
 from mxshift.project import OpenProject
@@ -52,7 +55,7 @@ class Denied(Exception):
         self.status = status
 
 
-def human_size(n: int | float | None) -> str:
+def human_size(n: float | None) -> str:
     if n is None:
         return ""
     size = float(n)
@@ -72,11 +75,23 @@ def short_time(iso: str | None) -> str:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
     s = int(seconds)
     d, rem = divmod(s, 86400)
     h, rem = divmod(rem, 3600)
     m, _ = divmod(rem, 60)
     return f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s % 60}s"
+
+
+def folder_name(server_name: str | None) -> str:
+    """A destination folder as the user will see it: IMAP's modified UTF-7 decoded."""
+    if not server_name:
+        return ""
+    try:
+        return imap_utf7.decode(server_name.encode("ascii"))
+    except (UnicodeError, ValueError):
+        return server_name
 
 
 def create_app(proj: OpenProject, *, jobs: Jobs | None = None) -> FastAPI:
@@ -87,7 +102,8 @@ def create_app(proj: OpenProject, *, jobs: Jobs | None = None) -> FastAPI:
     sessions = Sessions()
     jobs = jobs or Jobs()
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
-    templates.env.filters.update(size=human_size, when=short_time, duration=duration)
+    templates.env.filters.update(size=human_size, when=short_time, duration=duration,
+                                 folder=folder_name)
 
     app = FastAPI(title="mxshift dashboard", version="1",
                   description="The JSON twins of the dashboard's pages, and its actions. "
@@ -96,6 +112,21 @@ def create_app(proj: OpenProject, *, jobs: Jobs | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None, lifespan=_lifespan)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     app.state.proj, app.state.ro, app.state.jobs, app.state.sessions = proj, ro, jobs, sessions
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Any) -> Response:
+        """No framing (the action buttons cannot be clickjacked), no referrer (the
+        read-only link carries a token), scripts only from /static."""
+        response: Response = await call_next(request)
+        response.headers.setdefault("x-frame-options", "DENY")
+        response.headers.setdefault("referrer-policy", "no-referrer")
+        response.headers.setdefault("x-content-type-options", "nosniff")
+        response.headers.setdefault("content-security-policy",
+                                    "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                    "frame-ancestors 'none'; form-action 'self'")
+        if request.url.path != "/login" and not request.url.path.startswith("/static/"):
+            response.headers.setdefault("cache-control", "no-store")
+        return response
 
     # -- who is asking ------------------------------------------------------------------
     def caller(request: Request) -> Caller | None:
@@ -131,7 +162,8 @@ def create_app(proj: OpenProject, *, jobs: Jobs | None = None) -> FastAPI:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         if exc.status == 401:
             return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
-        return page(request, "error.html", {"message": str(exc)}, None, status=exc.status)
+        return page(request, "error.html", {"message": str(exc)}, caller(request),
+                    status=exc.status)
 
     def wants_json(request: Request) -> bool:
         return (request.url.path.endswith(".json")
@@ -144,7 +176,7 @@ def create_app(proj: OpenProject, *, jobs: Jobs | None = None) -> FastAPI:
         shown, notices[:] = list(notices), []
         return templates.TemplateResponse(request, name, {
             "d": data, "who": who, "csrf": who.session.csrf if who and who.session else "",
-            "notices": shown, "json_url": json_url, "jobs": jobs.recent(8),
+            "notices": shown, "json_url": json_url, "jobs": jobs.recent(8) if who else [],
             "project_name": proj.config.name}, status_code=status)
 
     def done(request: Request, who: Caller, message: str, back: str,
@@ -166,6 +198,7 @@ def create_app(proj: OpenProject, *, jobs: Jobs | None = None) -> FastAPI:
         role = auth.role_for(str(form.get("secret") or ""))
         nxt = _safe_next(str(form.get("next") or "/"))
         if role is None:
+            await asyncio.sleep(1)  # slows guessing; scrypt already costs ~50 ms a try
             return page(request, "login.html", {"next": nxt, "error": "wrong password or "
                         "token"}, None, status=401)
         return _with_session(nxt, role)
@@ -330,7 +363,7 @@ def create_app(proj: OpenProject, *, jobs: Jobs | None = None) -> FastAPI:
             raise Denied(400, f"type the project name ({proj.config.name}) to confirm the "
                               "cutover")
         force = str(form.get("force", "")) in ("1", "on", "true", "yes")
-        state = views.cutover_state(ro)
+        state = await run_in_threadpool(views.cutover_state, ro)
         if not state["dns_ready"] and not force:
             raise Denied(409, "DNS is not ready for the cutover: "
                          + "; ".join(state["dns_blockers"]) + ". Run the DNS check again "
@@ -346,7 +379,7 @@ def create_app(proj: OpenProject, *, jobs: Jobs | None = None) -> FastAPI:
     async def accept(request: Request, mailbox_id: int) -> Response:
         who, form = await writer(request)
         ids = [int(x) for x in await _ids(request, "finding") if x.isdigit()]
-        data = views.mailbox(ro, mailbox_id)
+        data = await run_in_threadpool(views.mailbox, ro, mailbox_id)
         if data is None:
             raise Denied(404, f"no mailbox {mailbox_id}")
         mine = {f["id"] for f in (data["verification"] or {}).get("findings", [])}
@@ -354,7 +387,9 @@ def create_app(proj: OpenProject, *, jobs: Jobs | None = None) -> FastAPI:
             raise Denied(400, "a selected finding is not in this mailbox's latest "
                               "verification: reload the page")
         try:
-            n = actions.accept(proj, ids, str(form.get("reason", "")), f"dashboard {who.role}")
+            # a write: it may wait for a pass's transaction, never on the event loop
+            n = await run_in_threadpool(actions.accept, proj, ids, str(form.get("reason", "")),
+                                        f"dashboard {who.role}")
         except MxshiftError as exc:
             raise Denied(400, str(exc)) from exc
         return done(request, who, f"{n} finding(s) accepted", f"/mailboxes/{mailbox_id}",
@@ -372,8 +407,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _is_form(request: Request) -> bool:
     ctype = request.headers.get("content-type", "")
-    return ctype.startswith("application/x-www-form-urlencoded") or ctype.startswith(
-        "multipart/form-data")
+    return ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
 
 
 def _safe_next(target: str) -> str:

@@ -140,18 +140,21 @@ def mailbox_rows(s: Session, project_id: int, *, state: str | None = None,
                                                   "errors": lp.errors or 0},
             "errors": (lp.errors or 0) if lp else 0, "last_error": m.last_error,
             "running": None if rp is None else pass_json(rp, now),
-            "verification": verification_label(latest_v.get(m.id), still_open, m.last_pass_at),
+            "verification": verification_label(latest_v.get(m.id), still_open, m.last_pass_at,
+                                               running=rp is not None),
         })
     return rows
 
 
 def verification_label(v: Verification | None, still_open: dict[int, int],
-                       last_pass_at: datetime | None) -> str | None:
-    """The mailbox's verification as the gate sees it: ``outdated`` when a pass ran after
-    it, ``verified`` once every open finding has been accepted since (as verify.run.load)."""
+                       last_pass_at: datetime | None, *, running: bool = False) -> str | None:
+    """The mailbox's verification as the gate sees it: ``outdated`` when a pass ran (or
+    runs) after it, ``verified`` once every open finding has been accepted since (as
+    verify.run.load)."""
     if v is None:
         return None
-    if last_pass_at is not None and utc(v.at) < utc(last_pass_at):  # type: ignore[operator]
+    if running or (last_pass_at is not None
+                   and utc(v.at) < utc(last_pass_at)):  # type: ignore[operator]
         return "outdated"
     if v.verdict == "failed" and not still_open.get(v.id):
         return "verified"
@@ -178,7 +181,8 @@ SORT_KEYS = ("source_user", "destination_user", "status", "messages_on_destinati
              "bytes_copied", "messages_skipped", "errors", "last_pass_at", "verification")
 
 
-def sort_rows(rows: list[dict[str, Any]], key: str | None, descending: bool) -> list[dict[str, Any]]:
+def sort_rows(rows: list[dict[str, Any]], key: str | None,
+              descending: bool) -> list[dict[str, Any]]:
     """Sort by one column; unknown keys leave the order alone; None sorts first (pure)."""
     if key not in SORT_KEYS:
         return rows

@@ -12,10 +12,12 @@ log is the last place a credential should land.
 from __future__ import annotations
 
 import os
+import socket
 from typing import Callable
 
 import uvicorn
 
+from mxshift.errors import MxshiftError
 from mxshift.project import OpenProject
 from mxshift.web.app import create_app
 from mxshift.web.auth import Credentials, ensure_credentials
@@ -55,7 +57,20 @@ def announce(made: Credentials, url: str, say: Callable[[str], None]) -> None:
             "(`mxshift serve --reset-credentials` makes new ones)")
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail in one line before anything starts when the address cannot be listened on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise MxshiftError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                               "(choose another with --port)") from exc
+
+
 def run(proj: OpenProject, host: str, port: int) -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM)."""
+    check_port(host, port)
     uvicorn.run(create_app(proj), host=host, port=port, log_level="warning",
                 access_log=False, lifespan="on")

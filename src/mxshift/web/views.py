@@ -66,7 +66,10 @@ def strays_of(proj: OpenProject, mailbox_id: int) -> list[dict[str, Any]] | None
     mod = _optional("strays")
     if mod is None or not hasattr(mod, "stray_messages"):
         return None
-    return jsonable(mod.stray_messages(proj, mailbox_id=mailbox_id))  # type: ignore[no-any-return]
+    return [{"folder": m.folder, "source_uid": m.source_uid, "subject": m.subject,
+             "sender": m.sender, "size": m.size, "arrived_at": reads.iso(m.arrived_at),
+             "received_by": m.received_by, "found_at": reads.iso(m.found_at)}
+            for m in mod.stray_messages(proj, mailbox_id=mailbox_id)]
 
 
 def dns_state(proj: OpenProject) -> list[dict[str, Any]]:
