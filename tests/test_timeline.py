@@ -464,6 +464,13 @@ def test_completion_waits_for_the_sweep_window(dovecot_src, dovecot_dst, dns_tes
         blocked = complete(proj)
         assert not blocked.completed
         assert any("sweep window is open until" in x for x in blocked.open), blocked.open
+        # sweeps add stray mail and the user works on the live destination: the
+        # verification right after the final pass still stands
+        m.deliver(0, "INBOX", message("stray", received=True))
+        assert sync(proj, kind="sweep")[0].copied == 1
+        m.on_dest(0, lambda c: (c.select_folder("INBOX"),
+                                c.delete_messages(sorted(c.search(["ALL"]))[:2]), c.expunge()))
+        assert sync(proj, kind="sweep")[0].status == "ok"
     finally:
         proj.close()
     cli = CliRunner()

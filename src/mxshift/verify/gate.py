@@ -17,7 +17,7 @@ from sqlalchemy import select
 from mxshift.errors import MxshiftError
 from mxshift.notify import announce
 from mxshift.project import OpenProject
-from mxshift.state.models import Event, Mailbox, Project
+from mxshift.state.models import Event, Mailbox, Pass, Project
 from mxshift.state.verify_models import Acceptance, VerifyFinding
 from mxshift.verify import run
 
@@ -105,10 +105,25 @@ def mailbox_gate(proj: OpenProject, m: Mailbox) -> MailboxGate:
         return MailboxGate(m.source_user, False, ["never synced"])
     if v is None:
         return MailboxGate(m.source_user, False, ["never verified"])
-    if _utc(v.at) < _utc(m.last_pass_at):
+    # After the cutover the destination is live: the user deletes and files mail there, so
+    # a comparison is only meaningful right after the final pass. Sweeps after it only add
+    # (each copy confirmed by the journal); they don't call for a new verification, but a
+    # mailbox whose latest sweep failed is not done.
+    reference = m.cutover_at or m.last_pass_at
+    if _utc(v.at) < _utc(reference):
         return MailboxGate(m.source_user, False, [
-            f"last verified {v.at:%Y-%m-%d %H:%M}, before its last pass "
-            f"({m.last_pass_at:%Y-%m-%d %H:%M}): verify again"])
+            f"last verified {v.at:%Y-%m-%d %H:%M}, before its "
+            f"{'final' if m.cutover_at else 'last'} pass "
+            f"({reference:%Y-%m-%d %H:%M}): verify again"])
+    if m.cutover_at is not None:
+        with proj.db.session() as s:
+            last_sweep = s.scalar(select(Pass).where(Pass.mailbox_id == m.id,
+                                                     Pass.kind == "sweep")
+                                  .order_by(Pass.id.desc()).limit(1))
+            if last_sweep is not None and last_sweep.status == "failed":
+                return MailboxGate(m.source_user, False, [
+                    f"the latest sweep ({last_sweep.started_at:%Y-%m-%d %H:%M}) failed: "
+                    f"{last_sweep.error}"])
     if v.verdict == "error":
         return MailboxGate(m.source_user, False, [f"verification failed: {v.error}"])
     items = [f"finding #{f['id']} {f['kind']} in {f['folder']!r}"
