@@ -563,9 +563,10 @@ def _leaf_names() -> list[str]:
 
 
 def test_command_tree_is_complete() -> None:
-    assert sorted(_leaf_names()) == ["accept", "complete", "dns check", "findings", "init",
-                                     "mailboxes import", "preflight", "report", "status",
-                                     "sync", "verify"]
+    assert sorted(_leaf_names()) == ["accept", "complete", "cutover", "db upgrade",
+                                     "dns check", "findings", "init", "mailboxes import",
+                                     "preflight", "report", "run", "schedule", "serve",
+                                     "status", "strays", "sweep", "sync", "verify", "worker"]
 
 
 @pytest.mark.parametrize("path, cmd", _commands(), ids=lambda v: " ".join(v) or "mxshift"

@@ -193,23 +193,30 @@ def test_microsoft_msal_client_credentials_against_the_fake_entra(fake_idp, dove
         unconsented.fetch(user)
 
 
-def test_preflight_names_the_missing_permission(fake_idp, dovecot_oauth, dovecot_src,
-                                                 tmp_path) -> None:
+@pytest.mark.parametrize("case, expected", [
+    # a token without the IMAP role: Entra issues it, the IMAP server refuses it
+    ("no-role", ["the app has no IMAP.AccessAsApp permission in tenant tenant-c",
+                 "roles: Mail.Read"]),
+    # no token at all: Entra refuses the secret
+    ("bad-secret", ["client secret of app app-no-role-bad-secret is wrong (AADSTS7000215)"]),
+])
+def test_preflight_says_why_oauth_fails(fake_idp, dovecot_oauth, dovecot_src, tmp_path,
+                                        case, expected) -> None:
     from mxshift.preflight import preflight
     from mxshift.project import import_mailboxes, open_project
 
     su, sp = dovecot_src.new_user()
     du, _ = dovecot_oauth.new_user("p")
-    # a token without the IMAP role: Entra issues it, the IMAP server refuses it
-    fake_idp.add_microsoft_app("tenant-c", "app-3", "pw", roles=("Mail.Read",))
+    app = "app-no-role" if case == "no-role" else "app-no-role-bad-secret"
+    fake_idp.add_microsoft_app("tenant-c", app, "pw", roles=("Mail.Read",))
     proj_dir = tmp_path / "p"
     proj_dir.mkdir()
-    (proj_dir / "secret").write_text("pw\n")
+    (proj_dir / "secret").write_text("pw\n" if case == "no-role" else "wrong\n")
     (proj_dir / "mxshift.toml").write_text(
         f'[source]\nhost = "127.0.0.1"\nport = {dovecot_src.port}\nsecurity = "none"\n\n'
         f'[destination]\nhost = "127.0.0.1"\nport = {dovecot_oauth.port}\nsecurity = "none"\n'
         f'auth = "xoauth2"\n[destination.oauth]\ntoken_provider = "microsoft"\n'
-        f'tenant_id = "tenant-c"\nclient_id = "app-3"\nclient_secret = "file:secret"\n'
+        f'tenant_id = "tenant-c"\nclient_id = "{app}"\nclient_secret = "file:secret"\n'
         f'authority = "{fake_idp.authority}"\nca_file = "{fake_idp.ca_file}"\n')
     (proj_dir / "users.csv").write_text(
         "source_user,source_password,destination_user,destination_password\n"
@@ -223,8 +230,10 @@ def test_preflight_names_the_missing_permission(fake_idp, dovecot_oauth, dovecot
     assert not result.ready
     [blocker] = result.blockers
     assert blocker.startswith("destination: ")
-    assert "the app has no IMAP.AccessAsApp permission in tenant tenant-c" in blocker
-    assert "roles: Mail.Read" in blocker
+    for words in expected:
+        assert words in blocker
+    assert "wrong\n" not in blocker and "'pw'" not in blocker   # never the secret
+    assert result.source.ok
 
 
 class ExpireMidPass(Hooks):

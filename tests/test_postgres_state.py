@@ -278,3 +278,14 @@ def test_redis_limiter_caps_holders_in_several_processes_and_expires_a_dead_ones
         dead.stdout.close()  # type: ignore[union-attr]
         a.close()
         b.close()
+
+
+def test_redis_limiter_unreachable_is_an_endpoint_error_not_a_crash() -> None:
+    from mxshift.errors import EndpointError
+    from mxshift.testbed.dovecot import free_port
+
+    lim = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(EndpointError, match="connection limiter unreachable"):
+        with lim.slot("imap.test:993"):
+            pass
+    lim.close()

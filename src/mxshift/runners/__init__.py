@@ -11,7 +11,15 @@ from mxshift.engine.mailbox_pass import PassResult, Progress
 from mxshift.project import OpenProject
 from mxshift.runners.settings import RunnerSettings, runner_settings
 
-__all__ = ["run_passes", "runner_settings", "RunnerSettings"]
+
+def use_shared_limiter(settings: RunnerSettings | None = None) -> bool:
+    """See :func:`mxshift.runners.redis_limits.use_shared_limiter` (imported lazily: the
+    local runner needs no Redis client)."""
+    from mxshift.runners.redis_limits import use_shared_limiter as install
+
+    return install(settings)
+
+__all__ = ["run_passes", "runner_settings", "RunnerSettings", "use_shared_limiter"]
 
 
 def run_passes(proj: OpenProject, mailbox_ids: list[int] | None = None,

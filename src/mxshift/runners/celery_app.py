@@ -25,9 +25,9 @@ from typing import Any
 from celery import Celery
 
 from mxshift.engine import lease
-from mxshift.engine.limits import set_limiter
 from mxshift.errors import MxshiftError
 from mxshift.project import OpenProject, open_project
+from mxshift.runners.redis_limits import use_shared_limiter
 from mxshift.runners.settings import RunnerSettings, runner_settings
 
 TASK = "mxshift.pass"
@@ -79,17 +79,8 @@ def _project() -> OpenProject:
             directory = Path(os.environ.get("MXSHIFT_WORKER_PROJECT", "."))
             _proj = open_project(directory)
             _proj_pid = os.getpid()
-            install_limiter(runner_settings())
+            use_shared_limiter(runner_settings())
         return _proj
-
-
-def install_limiter(settings: RunnerSettings) -> None:
-    """Connection caps shared by all workers when a Redis URL is known."""
-    if settings.redis_url is None:
-        return
-    from mxshift.runners.redis_limits import RedisLimiter
-
-    set_limiter(RedisLimiter(settings.redis_url, ttl=settings.slot_ttl))
 
 
 @app.task(name=TASK, acks_late=True, reject_on_worker_lost=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from celery.result import ResultSet
+
 from mxshift.engine.mailbox_pass import NoProgress, PassResult, Progress
 from mxshift.errors import MxshiftError
 from mxshift.project import OpenProject
@@ -62,15 +64,23 @@ def run_celery(proj: OpenProject, mailbox_ids: list[int] | None, kind: str | Non
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds for "no broker"
         raise MxshiftError(f"cannot enqueue passes on the broker: {exc}") from None
     done: dict[int, PassResult] = {}
-    while len(done) < len(pending):
-        for mb_id, (label, ar) in pending.items():
-            if mb_id in done or not ar.ready():
-                continue
-            value = ar.get(propagate=False, disable_sync_subtasks=False)
-            result = result_from_task(value, label, kind)
-            done[mb_id] = result
-            ar.forget()
-            progress.finish(label, result)
-        if len(done) < len(pending):
+    by_task = {ar.id: mb_id for mb_id, (_, ar) in pending.items()}
+
+    def collect(task_id: str, value: object) -> None:
+        mb_id = by_task[task_id]
+        label, ar = pending[mb_id]
+        done[mb_id] = result = result_from_task(value, label, kind)
+        ar.forget()
+        progress.finish(label, result)
+
+    results = [ar for _, ar in pending.values()]
+    if app.backend.supports_native_join:  # Redis: one MGET per round, not one GET per task
+        ResultSet(results).join_native(callback=collect, propagate=False, interval=POLL,
+                                       disable_sync_subtasks=False)
+    else:
+        while len(done) < len(pending):
+            for ar in results:
+                if by_task[ar.id] not in done and ar.ready():
+                    collect(ar.id, ar.get(propagate=False, disable_sync_subtasks=False))
             time.sleep(POLL)
     return [done[m.id] for m in mailboxes]

@@ -23,7 +23,11 @@ from typing import Iterator
 
 import redis
 
-__all__ = ["RedisLimiter"]
+from mxshift.engine.limits import set_limiter
+from mxshift.errors import EndpointError, Retry
+from mxshift.runners.settings import RunnerSettings, runner_settings
+
+__all__ = ["RedisLimiter", "use_shared_limiter"]
 
 PREFIX = "mxshift:"
 
@@ -101,9 +105,14 @@ class RedisLimiter:
         token = f"{uuid.uuid4().hex}"
         keys = [PREFIX + "slots:" + server, PREFIX + "peak:" + server]
         delay = self._poll
-        while not self._acquire(keys=keys, args=[token, self.cap(server), self._ttl]):
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+        try:
+            while not self._acquire(keys=keys, args=[token, self.cap(server), self._ttl]):
+                time.sleep(delay)
+                delay = min(delay * 1.5, 1.0)
+        except redis.RedisError as exc:
+            # no shared count, no connection: the pass fails as "endpoint, try later"
+            raise EndpointError(f"connection limiter unreachable ({type(exc).__name__}); "
+                                f"{server} not contacted", retry=Retry.TEMPORARY) from None
         with self._lock:
             self._held[token] = server
             self._ensure_heartbeat()
@@ -138,3 +147,17 @@ class RedisLimiter:
     def close(self) -> None:
         self._stopped.set()
         self._redis.close()
+
+
+def use_shared_limiter(settings: RunnerSettings | None = None) -> bool:
+    """Install the Redis limiter for this process when a Redis URL is configured
+    (``MXSHIFT_REDIS_URL``, or a Redis broker); True if it did.
+
+    Workers do it on start; any other process that opens stores while workers run (the
+    scheduler, the dashboard, ``preflight``/``verify``) should too, or its connections
+    are counted only by itself."""
+    settings = settings or runner_settings()
+    if settings.redis_url is None:
+        return False
+    set_limiter(RedisLimiter(settings.redis_url, ttl=settings.slot_ttl))
+    return True

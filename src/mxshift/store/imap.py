@@ -338,7 +338,7 @@ class ImapStore:
         if not uid_list:
             return
         data = self._call(self._fetch, compress_uids(uid_list),
-                          ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], bodies=True)
+                          ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
         if self.limiter is not None:
             self.limiter.acquire(len(data), sum(len(i.get(b"BODY[]") or b"")  # type: ignore
                                                 for i in data.values()))
@@ -538,8 +538,8 @@ class ImapStore:
                   if isinstance(c, bytes)]
         return codes
 
-    def _fetch(self, uidset: str, items: list[str], modifiers: list[str] | None = None,
-               *, bodies: bool = False) -> dict[int, dict[bytes, object]]:
+    def _fetch(self, uidset: str, items: list[str],
+               modifiers: list[str] | None = None) -> dict[int, dict[bytes, object]]:
         """UID FETCH over a compressed UID set ("1:500,720").
 
         imapclient's ``fetch`` keeps only UIDs it was given one by one, which would force
@@ -557,8 +557,9 @@ class ImapStore:
         typ, data = c._imap._command_complete("FETCH", tag)
         c._checkok("fetch", typ, data)
         typ, data = c._imap._untagged_response(typ, data, "FETCH")
-        if bodies:
-            return parse_body_fetch(data)
+        fast = parse_fetch_fast(data)
+        if fast is not None:
+            return fast
         by_seq = parse_fetch_response(data, c.normalise_times, False)
         return {int(item[b"UID"]): item for item in by_seq.values()  # type: ignore[arg-type]
                 if b"UID" in item}
@@ -633,10 +634,20 @@ class ImapStore:
                 if {"CONDSTORE", "ENABLE"} <= self.capabilities:
                     self._enable_modseq()
                 if self._selected is not None:
-                    st = self._c.select_folder(self._selected, readonly=self._readonly)
+                    try:
+                        st = self._c.select_folder(self._selected, readonly=self._readonly)
+                    except _LOST:
+                        raise
+                    except IMAPClientError as exc:  # gone or refused: not worth waiting
+                        if throttle.classify(_clean(str(exc)), command="SELECT") is None:
+                            self._selected = None
+                            raise FolderError(f"SELECT {self._selected!r} after reconnecting: "
+                                              f"{_clean(str(exc))}") from None
+                        raise
                     if self._uidvalidity is not None and \
                             self._uidvalidity[0] == self._selected and \
                             int(st[b"UIDVALIDITY"]) != self._uidvalidity[1]:
+                        self._selected = None
                         raise FolderError(f"{self._selected!r} changed UIDVALIDITY while "
                                           f"reconnecting; it is read again next pass")
                 break
@@ -777,40 +788,64 @@ def _drop(client: IMAPClient) -> None:
 _FETCH_UID = re.compile(rb"[( ]UID (\d+)")
 _FETCH_FLAGS = re.compile(rb"[( ]FLAGS \(([^)]*)\)")
 _FETCH_DATE = re.compile(rb'[( ]INTERNALDATE "([^"]+)"')
+_FETCH_SIZE = re.compile(rb"[( ]RFC822\.SIZE (\d+)")
+_FETCH_LITERAL_KEY = re.compile(rb"[( ](BODY\[[^\]]*\]) \{\d+\}$")
 
 
-def parse_body_fetch(data: list) -> dict[int, dict[bytes, object]]:
-    """UID -> {BODY[], FLAGS, INTERNALDATE} from imaplib's answer to a body FETCH.
+def parse_fetch_fast(data: list) -> dict[int, dict[bytes, object]] | None:
+    """UID -> {item: value} from imaplib's answer to a UID FETCH of our usual items
+    (UID, FLAGS, INTERNALDATE, RFC822.SIZE, one BODY[...] literal); None when the answer
+    has another shape (the caller then uses imapclient's general parser).
 
-    Why not imapclient's parser: it tokenises every response in Python, a tenth of a full
-    copy's CPU; a body FETCH has one shape. imaplib hands over each message as
-    ``(b'* 7 (UID 9 FLAGS (\\Seen) INTERNALDATE "..." BODY[] {1234}', <literal>)`` followed
-    by the rest of its line (``b')'``, or the items a server sent after the literal).
-    Responses without a body (another session's flag change) are left out, as a message
-    with no BODY[] is by the general parser.
+    Why not imapclient's parser: it tokenises every response in Python, which was a
+    fifth of a full copy's CPU. imaplib hands a response with a literal over as
+    ``(b'7 (UID 9 FLAGS (\\Seen) INTERNALDATE "..." BODY[] {1234}', <literal>)`` followed
+    by the rest of its line (``b')'``, or items a server sent after the literal); one
+    without a literal as plain bytes. A response without a UID (another session's flag
+    change, ``* 2 FETCH (FLAGS (...))``) is left out, as the general path does.
     """
     out: dict[int, dict[bytes, object]] = {}
     i, n = 0, len(data)
     while i < n:
         item = data[i]
         i += 1
-        if not isinstance(item, tuple) or not item[0].rstrip().endswith(b"}") \
-                or b"BODY[] {" not in item[0]:
+        entry: dict[bytes, object] = {}
+        if isinstance(item, tuple):
+            head = item[0].rstrip()
+            key = _FETCH_LITERAL_KEY.search(head)
+            if key is None:
+                return None
+            entry[key.group(1)] = item[1]
+            text = head
+            if i < n and isinstance(data[i], bytes):
+                text += data[i]
+                i += 1
+        elif isinstance(item, bytes):
+            text = item
+            if b"{" in text:  # a literal imaplib did not split off: not our shape
+                return None
+        else:
             continue
-        text = item[0]
-        if i < n and isinstance(data[i], bytes):
-            text += data[i]
-            i += 1
         uid = _FETCH_UID.search(text)
-        date = _FETCH_DATE.search(text)
-        if uid is None or date is None:
+        if uid is None:
             continue
         flags = _FETCH_FLAGS.search(text)
-        out[int(uid.group(1))] = {
-            b"BODY[]": item[1],
-            b"FLAGS": tuple(flags.group(1).split()) if flags else (),
-            b"INTERNALDATE": parse_to_datetime(date.group(1), normalise=False)}
+        if flags is not None:
+            entry[b"FLAGS"] = tuple(flags.group(1).split())
+        date = _FETCH_DATE.search(text)
+        if date is not None:
+            entry[b"INTERNALDATE"] = parse_to_datetime(date.group(1), normalise=False)
+        size = _FETCH_SIZE.search(text)
+        if size is not None:
+            entry[b"RFC822.SIZE"] = int(size.group(1))
+        out[int(uid.group(1))] = entry
     return out
+
+
+def parse_body_fetch(data: list) -> dict[int, dict[bytes, object]]:
+    """The answer to a body FETCH: only the responses that carry a BODY[]."""
+    parsed = parse_fetch_fast(data) or {}
+    return {u: e for u, e in parsed.items() if b"BODY[]" in e and b"INTERNALDATE" in e}
 
 
 def _clean(text: str) -> str:

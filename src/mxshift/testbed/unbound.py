@@ -196,7 +196,7 @@ class DnsTestbed:
             server.stop()
 
 
-def start_dns_testbed(base_dir: Path, *, zone_count: int = 16) -> DnsTestbed:
+def start_dns_testbed(base_dir: Path, *, zone_count: int = 40) -> DnsTestbed:
     base_dir = Path(base_dir)
     zones = tuple(f"z{i:02d}.test" for i in range(1, zone_count + 1))
     port = free_port(KNOT_A_HOST)

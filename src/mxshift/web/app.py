@@ -228,6 +228,14 @@ def create_app(proj: OpenProject, *, jobs: Jobs | None = None) -> FastAPI:
     @app.get("/index.json", summary="Project overview: phase, timeline, DNS, totals, "
              "strays, verification and what blocks completion")
     def overview_json(request: Request) -> dict[str, Any]:
+        """`project` {id, name, phase}; `timeline` (null without a schedule) {phase,
+        prestage_at, cutover_at, cutover_done_at, delta_interval, sweep_interval and
+        sweep_left in seconds, sweep_until, slots [{kind, due_at, ran_at, status}],
+        next_due}; `dns` [{domain, verdict, checked_at, checks [{record, verdict, found,
+        expected, message}], propagation}]; `totals` {mailboxes, by_state,
+        messages_on_destination, messages_copied, bytes_copied, messages_skipped,
+        running_passes, messages_per_second, bytes_per_second}; `strays` [{hour, count}];
+        `verification` {complete, by_verdict, blockers [str]}; `jobs`."""
         reader(request)
         return {**views.overview(ro), "jobs": [j.as_json() for j in jobs.recent(10)]}
 
@@ -239,6 +247,14 @@ def create_app(proj: OpenProject, *, jobs: Jobs | None = None) -> FastAPI:
     @app.get("/mailboxes.json", summary="Mailboxes with progress (live while passes run)")
     def mailboxes_json(request: Request, state: str | None = None, sort: str | None = None,
                        desc: bool = False) -> dict[str, Any]:
+        """`mailboxes` [{id, source_user, destination_user, status, messages_on_destination,
+        messages_skipped, messages_copied, bytes_copied, messages_failed, last_pass_at,
+        last_pass {kind, status, errors}, errors, last_error, verification (null, verified,
+        failed, error, outdated), running (null or the running pass: {kind, copied,
+        bytes_copied, messages_per_second, bytes_per_second, started_at, ...})}],
+        `totals` (of all mailboxes), `states`, `state`, `sort`, `desc`. Sort keys:
+        source_user, destination_user, status, messages_on_destination, bytes_copied,
+        messages_skipped, errors, last_pass_at, verification."""
         reader(request)
         return views.mailboxes(ro, state=state or None, sort=sort, descending=desc)
 
@@ -254,6 +270,11 @@ def create_app(proj: OpenProject, *, jobs: Jobs | None = None) -> FastAPI:
     @app.get("/mailboxes/{mailbox_id:int}.json",
              summary="One mailbox: folders, passes, findings, verification")
     def mailbox_json(request: Request, mailbox_id: int) -> dict[str, Any]:
+        """The mailbox's fields, `folders` [{source, destination, role, sync_mode,
+        source_messages, on_destination, skipped, last_synced_at, present}], `passes` (newest
+        first, 50), `pass_findings` (skipped items, repairs... with reasons), `verification`
+        (the latest, with `findings` [{id, kind, folder, subject, reason, explained,
+        accepted, open}]), `gate` {verified, open [str]}, `strays`."""
         reader(request)
         data = views.mailbox(ro, mailbox_id)
         if data is None:

@@ -1,0 +1,232 @@
+"""mxshift against interimap and mbsync on a local Dovecot pair: the issue's 5 workloads.
+
+    bench/run [--quick] [--tools mxshift,interimap,mbsync] [--seed 1] [--keep]
+
+Prints one row per tool and step: wall seconds of the process(es), mxshift's pass time
+without start-up, messages/s and MB/s, peak RSS of the tool (with its children), the CPU
+seconds each Dovecot spent, and whether the destination equals the source afterwards
+(folders, counts, bytes, flags incl. keywords, INTERNALDATE). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from accounts import Account, change_source, clone, compare, empty, seeded, start_pair  # noqa: E402
+from measure import Run, dovecot_cpu, run_processes, run_sequential  # noqa: E402
+from peers import (available, interimap_commands, mbsync_commands, mxshift_pass_seconds,  # noqa: E402
+                   mxshift_project)
+
+from mxshift.testbed.corpus import CorpusSpec  # noqa: E402
+from mxshift.testbed.dovecot import stop_servers  # noqa: E402
+
+
+@dataclass
+class Row:
+    step: str
+    tool: str
+    wall: float
+    pass_s: float | None
+    messages: int
+    mbytes: float
+    rss_mb: float
+    rss_note: str
+    cpu_src: float
+    cpu_dst: float
+    differences: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    per_mailbox_ms: float | None = None
+
+
+def account_size(acct: Account) -> tuple[int, int]:
+    c = acct.connect()
+    try:
+        count = size = 0
+        for flags, _d, name in c.list_folders():
+            if b"\\Noselect" in flags:
+                continue
+            st = c.folder_status(name, ["MESSAGES", "SIZE"])
+            count += int(st[b"MESSAGES"])
+            size += int(st.get(b"SIZE", 0))
+        return count, size
+    finally:
+        c.logout()
+
+
+class Bench:
+    def __init__(self, work: Path, quick: bool, seed: int, tools: list[str],
+                 mx_options: str) -> None:
+        self.work, self.quick, self.seed, self.tools = work, quick, seed, tools
+        self.mx_options = mx_options
+        self.rows: list[Row] = []
+        self.src, self.dst = start_pair(work / "servers")
+        self.last_pass: dict[Path, int] = {}  # per project database
+
+    # -- one measured step ------------------------------------------------------------
+    def measure(self, step: str, tool: str, commands: list[list[str]],
+                pairs: list[tuple[Account, Account]], messages: int, size: int, *,
+                sequential: bool = False, project: Path | None = None,
+                per_mailbox: bool = False) -> Row:
+        cpu0 = (dovecot_cpu(self.src.pid), dovecot_cpu(self.dst.pid))
+        run: Run = (run_sequential if sequential else run_processes)(commands)
+        cpu1 = (dovecot_cpu(self.src.pid), dovecot_cpu(self.dst.pid))
+        pass_s = None
+        if project is not None:
+            span, _total, self.last_pass[project] = mxshift_pass_seconds(
+                project, self.last_pass.get(project, 0))
+            pass_s = span
+        differences: list[str] = []
+        for s, d in pairs:
+            differences += [f"{s.user}->{d.user}: {x}" for x in compare(s, d)]
+        row = Row(step, tool, run.wall, pass_s, messages, size / 1e6, run.peak_rss_kb / 1024,
+                  run.rss_note, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], differences, run.failed)
+        if per_mailbox:
+            row.per_mailbox_ms = (pass_s if pass_s is not None else run.wall) * 1000 / len(pairs)
+        self.rows.append(row)
+        print(format_row(row), flush=True)
+        return row
+
+    def commands(self, tool: str, directory: Path, pairs: list[tuple[Account, Account]],
+                 *, many: bool = False) -> tuple[list[list[str]], Path | None]:
+        if tool == "mxshift":
+            return mxshift_project(directory, pairs, self.mx_options), directory
+        if tool == "interimap":
+            return interimap_commands(directory, pairs), None
+        return mbsync_commands(directory, pairs, one_process=many), None
+
+    # -- the workloads ----------------------------------------------------------------
+    def run(self) -> None:
+        q = self.quick
+        n1, n4, n5, k5 = (500, 300, 30, 10) if q else (5000, 2000, 100, 100)
+        t0 = time.monotonic()
+        base1 = seeded(self.src, "a", CorpusSpec(seed=self.seed, messages=n1))
+        base4 = seeded(self.src, "b", CorpusSpec(seed=self.seed + 1, messages=n4))
+        base5 = seeded(self.src, "c", CorpusSpec(seed=self.seed + 2, messages=n5,
+                                                 size_profile="small"))
+        c1, s1 = account_size(base1)
+        c4, s4 = account_size(base4)
+        print(f"corpora: {c1} msgs / {s1 / 1e6:.0f} MB; {c4} msgs / {s4 / 1e6:.0f} MB x4; "
+              f"{n5} msgs x{k5} (loaded in {time.monotonic() - t0:.0f}s)\n", flush=True)
+        print(header(), flush=True)
+        # Steps outside, tools inside: each step of every tool runs under the same load.
+        one: dict[str, tuple[Account, list, list, Path | None]] = {}
+        for tool in self.tools:
+            src = clone(base1, f"{tool[:2]}a")
+            pair = [(src, empty(self.dst, f"{tool[:2]}a"))]
+            cmds, proj = self.commands(tool, self.work / tool / "one", pair)
+            one[tool] = (src, pair, cmds, proj)
+        for tool, (src, pair, cmds, proj) in one.items():
+            self.measure(f"1 full copy {c1}", tool, cmds, pair, c1, s1, project=proj)
+        for tool, (src, pair, cmds, proj) in one.items():
+            self.measure("2 no change", tool, cmds, pair, 0, 0, project=proj)
+        changed = 0
+        for tool, (src, pair, cmds, proj) in one.items():
+            done = change_source(src, seed=self.seed + 100)
+            changed = done["new"] + done["flags"] + done["deleted"] + done["moved"]
+        for tool, (src, pair, cmds, proj) in one.items():
+            self.measure("3 delta 100/200/50/20", tool, cmds, pair, changed, 0, project=proj)
+        for tool in self.tools:  # 4: four mailboxes at once
+            pairs4 = [(clone(base4, f"{tool[:2]}b"), empty(self.dst, f"{tool[:2]}b"))
+                      for _ in range(4)]
+            cmds, proj = self.commands(tool, self.work / tool / "four", pairs4)
+            self.measure(f"4 four x {c4}", tool, cmds, pairs4, 4 * c4, 4 * s4, project=proj)
+        many = {}
+        for tool in self.tools:  # 5: a no-change pass over many mailboxes in one run
+            pairs5 = [(clone(base5, f"{tool[:2]}c"), empty(self.dst, f"{tool[:2]}c"))
+                      for _ in range(k5)]
+            cmds, proj = self.commands(tool, self.work / tool / "many", pairs5, many=True)
+            warm = (run_sequential if tool == "interimap" else run_processes)(cmds)
+            if warm.failed:
+                print(f"   ({tool}: first copy of the {k5} mailboxes: {warm.failed[0]})")
+            if proj is not None:
+                _s, _t, self.last_pass[proj] = mxshift_pass_seconds(proj, 0)
+            many[tool] = (pairs5, cmds, proj)
+        for tool, (pairs5, cmds, proj) in many.items():
+            self.measure(f"5 no change x{k5}", tool, cmds, pairs5, 0, 0,
+                         sequential=tool == "interimap", project=proj, per_mailbox=True)
+        print()
+        for row in self.rows:
+            if row.differences or row.failed:
+                kinds = Counter(_kind(d) for d in row.differences)
+                print(f"{row.tool} / {row.step}: {len(row.differences)} difference(s): "
+                      + ", ".join(f"{k} {n}" for k, n in kinds.most_common())
+                      + "".join(f"\n    {d}" for d in row.differences[:3])
+                      + "".join(f"\n    FAILED {f}" for f in row.failed[:2]))
+
+
+def _kind(difference: str) -> str:
+    """'u1->u2: INBOX: missing message sha256=... size=...' -> 'missing message'."""
+    text = difference.rsplit(": ", 1)[-1]
+    return " ".join(w for w in text.split() if "=" not in w)
+
+
+COLUMNS = ("step", "tool", "wall s", "pass s", "msgs", "MB", "msg/s", "MB/s", "RSS MB",
+           "cpu src", "cpu dst", "check")
+
+
+def header() -> str:
+    return ("| " + " | ".join(COLUMNS) + " |\n|" + "|".join("---" for _ in COLUMNS) + "|")
+
+
+def format_row(r: Row) -> str:
+    t = r.pass_s if r.pass_s else r.wall
+    rate = f"{r.messages / t:.0f}" if r.messages and t else ""
+    mbs = f"{r.mbytes / t:.1f}" if r.mbytes and t else ""
+    check = "exact" if not r.differences else f"{len(r.differences)} diff"
+    if r.failed:
+        check += " FAILED"
+    pass_s = f"{r.pass_s:.3f}" if r.pass_s is not None else ""
+    if r.per_mailbox_ms is not None:
+        pass_s += f" ({r.per_mailbox_ms:.1f} ms/mbox)"
+    rss = f"{r.rss_mb:.0f}" + (f" ({r.rss_note})" if r.rss_note else "")
+    return ("| " + " | ".join([r.step, r.tool, f"{r.wall:.3f}", pass_s, str(r.messages),
+                               f"{r.mbytes:.0f}" if r.mbytes else "", rate, mbs, rss,
+                               f"{r.cpu_src:.2f}", f"{r.cpu_dst:.2f}", check]) + " |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small corpora: a smoke run")
+    ap.add_argument("--tools", default="mxshift,interimap,mbsync")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--mxshift-options", default="",
+                    help='extra [options] lines for mxshift.toml, e.g. "folder_parallelism = 2"')
+    args = ap.parse_args()
+    have = available()
+    tools = [t for t in args.tools.split(",") if t]
+    missing = [t for t in tools if not have.get(t)]
+    if missing:
+        print(f"not installed: {', '.join(missing)} (run bench/install-peers); skipped")
+        tools = [t for t in tools if t not in missing]
+    # a TERM (or Ctrl-C) still stops the Dovecots: SystemExit runs the finally below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = Path(tempfile.mkdtemp(prefix="mxshift-bench-"))
+    os.chmod(work, 0o755)
+    bench = Bench(work, args.quick, args.seed, tools,
+                  args.mxshift_options.replace("\\n", "\n") + "\n")
+    try:
+        bench.run()
+    finally:
+        stop_servers(bench.src, bench.dst)
+        if args.keep:
+            print(f"work directory kept: {work}")
+        else:
+            import shutil
+            shutil.rmtree(work, ignore_errors=True)
+    bad = [r for r in bench.rows if r.tool == "mxshift" and (r.differences or r.failed)]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Measure passes on Celery workers: 20 mailboxes on 1, 2 and 4 worker processes, with
+SQLite and with PostgreSQL as the state store, against the local runner.
+
+    .venv/bin/python bench/workers.py [--mailboxes 20] [--messages 60] [--workers 1,2,4]
+
+Starts two Dovecots (no fsync), a PostgreSQL and a redis-server of its own, loads the
+source once, then per configuration: a fresh project and fresh destination accounts,
+`mxshift db upgrade` + `mailboxes import`, N `mxshift worker` processes (prefork, one
+pass each at a time), and times the real CLI `mxshift -q sync` twice: the full copy
+(throughput) and the no-change pass after it (what the queue costs per mailbox, measured
+against the local runner's no-change pass). Every destination is checked identical to
+its source after the first sync.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
+from mxshift.testbed.corpus_load import load
+from mxshift.testbed.dovecot import DovecotServer, start_dovecot
+from mxshift.testbed.dovecot_config import DovecotConfig
+from mxshift.testbed.postgres import start_postgres
+from mxshift.testbed.redis import start_redis
+from mxshift.testbed.snapshot import diff, snapshot
+from mxshift.testbed.workers import WorkerFleet
+
+HEADER = "source_user,source_password,destination_user,destination_password\n"
+
+
+def cli(directory: Path, env: dict[str, str], *args: str) -> tuple[float, str]:
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "mxshift", "-q", "-C", str(directory), *args],
+                          capture_output=True, text=True, env={**os.environ, **env})
+    elapsed = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"mxshift {' '.join(args)} failed ({proc.returncode}):\n"
+                         f"{proc.stdout}{proc.stderr}")
+    return elapsed, proc.stdout
+
+
+def snap(server: DovecotServer, user: str, password: str):  # type: ignore[no-untyped-def]
+    c = server.connect(user, password)
+    try:
+        return snapshot(c)
+    finally:
+        c.logout()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mailboxes", type=int, default=20)
+    ap.add_argument("--messages", type=int, default=60, help="per mailbox")
+    ap.add_argument("--workers", default="1,2,4")
+    args = ap.parse_args()
+    counts = [int(n) for n in args.workers.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="mxshift-bench-workers-"))
+    cfg = DovecotConfig(fsync=False)
+    src = start_dovecot(work / "src", name="bw-src", config=cfg)
+    dst = start_dovecot(work / "dst", name="bw-dst", config=cfg)
+    pg = start_postgres(work / "pg")
+    rd = start_redis(work / "redis")
+    try:
+        sources = []
+        total_bytes = 0
+        t0 = time.monotonic()
+        for i in range(args.mailboxes):
+            u, p = src.new_user("s")
+            spec = CorpusSpec(seed=100 + i, messages=args.messages, folders=5,
+                              size_profile="realistic", max_size=512 * 1024)
+            c = src.connect(u, p)
+            load(c, generate(spec), folders=folder_tree(spec))
+            c.logout()
+            sources.append((u, p))
+        src_snaps = {u: snap(src, u, p) for u, p in sources}
+        total = sum(len(v) for s in src_snaps.values() for v in s.values())
+        total_bytes = sum(m.size for s in src_snaps.values() for v in s.values() for m in v)
+        print(f"source: {args.mailboxes} mailboxes, {total} messages, "
+              f"{total_bytes / 2**20:.1f} MiB, loaded in {time.monotonic() - t0:.1f}s")
+        print(f"{'state':<10} {'runner':<10} {'full s':>7} {'msg/s':>7} {'MiB/s':>6} "
+              f"{'no-change s':>11} {'per mailbox ms':>14}")
+        for store in ("sqlite", "postgres"):
+            for n in [0, *counts]:  # 0 = the local runner (thread pool of 4 in this process)
+                run = f"{store}-{n}-{uuid.uuid4().hex[:6]}"
+                directory = work / run
+                directory.mkdir()
+                (directory / "mxshift.toml").write_text(
+                    f'[source]\nhost = "127.0.0.1"\nport = {src.port}\nsecurity = "none"\n'
+                    f'max_connections = 50\n[destination]\nhost = "127.0.0.1"\n'
+                    f'port = {dst.port}\nsecurity = "none"\nmax_connections = 50\n'
+                    f"[options]\nmailbox_parallelism = 4\n")
+                pairs = [(u, p, *dst.new_user("d")) for u, p in sources]
+                (directory / "m.csv").write_text(
+                    HEADER + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in pairs))
+                env: dict[str, str] = {}
+                if store == "postgres":
+                    env["MXSHIFT_DATABASE_URL"] = pg.new_database(run.replace("-", "_"))
+                if n:
+                    env.update(MXSHIFT_BROKER_URL=rd.url(), MXSHIFT_QUEUE=run)
+                cli(directory, env, "db", "upgrade")
+                cli(directory, env, "mailboxes", "import", str(directory / "m.csv"))
+                fleet = WorkerFleet(directory, env, directory / "logs")
+                try:
+                    if n:
+                        fleet.start(n)
+                    full, _ = cli(directory, env, "sync")
+                    again, out = cli(directory, env, "sync")
+                finally:
+                    fleet.stop_all()
+                assert out.count("delta ok: 0 copied") == args.mailboxes, out
+                for (u, p, d, dp) in pairs:
+                    problems = diff(src_snaps[u], snap(dst, d, dp))
+                    assert problems == [], (run, u, problems[:5])
+                per_mb = again / args.mailboxes * 1000
+                label = "local x4" if n == 0 else f"{n} worker{'s' if n > 1 else ''}"
+                print(f"{store:<10} {label:<10} {full:7.1f} {total / full:7.0f} "
+                      f"{total_bytes / 2**20 / full:6.1f} {again:11.2f} {per_mb:14.0f}",
+                      flush=True)
+        print("per mailbox ms: the no-change sync's wall time / mailboxes; CLI start-up "
+              "(~1 s) is inside every figure")
+    finally:
+        for server in (rd, pg):
+            server.stop()
+        src.stop()
+        dst.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
