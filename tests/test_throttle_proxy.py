@@ -153,3 +153,44 @@ def test_rate_limits_space_the_copy_out(dovecot_src, dovecot_dst, tmp_path) -> N
         assert took >= 11 / 8
     finally:
         bed.close()
+
+
+def test_project_sync_waits_out_throttling_with_the_configured_budget(
+        dovecot_src, dovecot_dst, tmp_path) -> None:
+    """The same through mxshift.toml and `sync` (connect.py wiring), not a hand-made store."""
+    from mxshift.project import import_mailboxes, open_project
+    from mxshift.sync import sync
+
+    su, sp_ = dovecot_src.new_user()
+    du, dp_ = dovecot_dst.new_user()
+    c = dovecot_src.connect(su, sp_)
+    for i in range(5):
+        c.append("INBOX", make_message(i))
+    c.logout()
+    with ThrottleProxy((dovecot_dst.host, dovecot_dst.port)) as dp:
+        rule = dp.add(Rule("APPEND", "no", MS_THROTTLED.format(ms=500), times=2))  # a MULTIAPPEND
+        proj_dir = tmp_path / "p"
+        proj_dir.mkdir()
+        (proj_dir / "mxshift.toml").write_text(
+            f'[source]\nhost = "127.0.0.1"\nport = {dovecot_src.port}\nsecurity = "none"\n\n'
+            f'[destination]\nhost = "127.0.0.1"\nport = {dp.port}\nsecurity = "none"\n'
+            f'[destination.throttle]\nmax_total_wait = 30\n')
+        (proj_dir / "users.csv").write_text(
+            "source_user,source_password,destination_user,destination_password\n"
+            f"{su},{sp_},{du},{dp_}\n")
+        import_mailboxes(proj_dir, proj_dir / "users.csv")
+        proj = open_project(proj_dir)
+        try:
+            [result] = sync(proj)
+        finally:
+            proj.close()
+        assert rule.fired == 2
+        assert result.status == "ok", result.error
+        assert result.copied == 5
+        for event in dp.injected():
+            gap = dp.gap_after(event)
+            assert gap is not None and gap >= 0.49
+    d = dovecot_dst.connect(du, dp_)
+    d.select_folder("INBOX", readonly=True)
+    assert len(d.search("ALL")) == 5
+    d.logout()

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from mxshift.engine.mailbox_pass import FolderScan, PassResult
 
 # Below this many new bytes in a pass, extra connections cost more (logins) than they save.
-PARALLEL_MIN_BYTES = 4 * 1024 * 1024
+PARALLEL_MIN_BYTES = 16 * 1024 * 1024
 _COUNTERS = ("copied", "bytes_copied", "adopted", "flags_updated", "moved", "deleted",
              "skipped", "errors")
 

@@ -14,10 +14,12 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
-from mxshift.engine.journal import Journal
+from mxshift.engine.journal import Journal, Pending, flags_text
 from mxshift.state.db import StateDB
+from mxshift.state.models import Message, utcnow
 
 # Re-entrant: a test hook run at a checkpoint may itself write.
 WRITER = threading.RLock()
@@ -38,9 +40,45 @@ def writing(db: StateDB) -> Iterator[None]:
 
 
 class SerialJournal(Journal):
-    """The journal, each transaction taken under the process's writer lock."""
+    """The journal of the copy phase: each transaction under the process's writer lock,
+    and the two writes made for every copied message done as one statement per batch.
+
+    Why the bulk forms: the ORM's unit of work (one INSERT, then one UPDATE statement
+    compiled and run per message) was the largest CPU cost of a full copy after the
+    protocol fixes; the rows, states, transactions and checkpoints are exactly those of
+    :class:`Journal` (same labels), only executed with ``executemany``.
+    """
 
     @contextmanager
     def tx(self, label: str) -> Iterator[Session]:
         with writing(self.db), super().tx(label) as s:
             yield s
+
+    def record_pending(self, pair_id: int, items: list[Pending], floor: int) -> None:
+        if not items:
+            return super().record_pending(pair_id, items, floor)
+        now = utcnow()
+        with self.tx("journal pending appends") as s:
+            s.connection().execute(insert(_MESSAGE), [
+                {"folder_pair_id": pair_id, "source_uid": p.source_uid,
+                 "fingerprint": p.fingerprint, "strong": p.strong,
+                 "content_hash": p.content_hash, "size": p.size, "flags": flags_text(p.flags),
+                 "state": "pending", "origin": "appended", "dest_uid_floor": floor,
+                 "repair": p.repair, "updated_at": now} for p in items])
+
+    def settle_copied(self, pair_id: int, dest_uids: dict[int, int | None]) -> None:
+        if not dest_uids:
+            return
+        now = utcnow()
+        with self.tx("journal settle appends") as s:
+            s.connection().execute(_SETTLE, [
+                {"b_pair": pair_id, "b_uid": source_uid, "b_dest": dest_uid, "b_now": now}
+                for source_uid, dest_uid in dest_uids.items()])
+
+
+_MESSAGE = Message.__table__
+_SETTLE = (update(_MESSAGE)
+           .where(_MESSAGE.c.folder_pair_id == bindparam("b_pair"),
+                  _MESSAGE.c.source_uid == bindparam("b_uid"))
+           .values(state="copied", destination_uid=bindparam("b_dest"), dest_uid_floor=None,
+                   updated_at=bindparam("b_now")))

@@ -4,6 +4,11 @@ Why our own layer: imapclient speaks the verbs; this class gives them the contra
 engine relies on (raw wire folder names, aware dates, UID sets compressed to ranges so a
 50,000-message folder fits in one command line, APPENDUID/COPYUID parsed) and grades the
 errors so a pass knows whether to skip a message, a folder, a mailbox or back off.
+
+Back-pressure (issue 8): given ``throttle_settings`` (the project wiring always gives
+them), a throttled, dropped or token-expired command is waited out as the server says,
+the connection logged in again and the folder re-selected, and the command repeated where
+that is safe (see :meth:`ImapStore._retry`, :mod:`mxshift.store.throttle`).
 """
 
 from __future__ import annotations

@@ -157,7 +157,10 @@ class Sessions:
     def create(self, role: Role) -> tuple[str, Session]:
         sid = secrets.token_urlsafe(32)
         sess = Session(role)
+        now = time.time()
         with self._lock:
+            for old in [k for k, v in self._by_id.items() if v.expires < now]:
+                del self._by_id[old]  # forgotten sessions do not pile up
             self._by_id[sid] = sess
         return sid, sess
 
