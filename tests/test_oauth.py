@@ -220,7 +220,7 @@ def test_preflight_says_why_oauth_fails(fake_idp, dovecot_oauth, dovecot_src, tm
         f'authority = "{fake_idp.authority}"\nca_file = "{fake_idp.ca_file}"\n')
     (proj_dir / "users.csv").write_text(
         "source_user,source_password,destination_user,destination_password\n"
-        f"{su},{sp},{du},unused-with-oauth\n")
+        f"{su},{sp},{du},\n")  # OAuth2 side: no password cell needed
     import_mailboxes(proj_dir, proj_dir / "users.csv")
     proj = open_project(proj_dir)
     try:

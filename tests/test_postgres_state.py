@@ -289,3 +289,16 @@ def test_redis_limiter_unreachable_is_an_endpoint_error_not_a_crash() -> None:
         with lim.slot("imap.test:993"):
             pass
     lim.close()
+
+
+def test_run_passes_on_celery_enqueues_nothing_when_asked_to_stop() -> None:
+    from mxshift.engine.journal import Hooks
+    from mxshift.runners import run_passes
+    from mxshift.testbed.dovecot import free_port
+
+    # a broker nobody listens on: reaching it would fail after retries, not return []
+    dead = runner_settings({"MXSHIFT_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    assert run_passes(None, None, "delta", should_stop=lambda: True,  # type: ignore[arg-type]
+                      settings=dead) == []
+    with pytest.raises(ValueError, match="hooks"):
+        run_passes(None, None, None, hooks=Hooks(), settings=dead)  # type: ignore[arg-type]

@@ -149,8 +149,9 @@ def parse_mailbox_csv(path: Path, *, source_admin: bool = False,
             if not cell.strip():
                 if not admin[side]:
                     row_problems.append(_Problem(
-                        number, pw_col, f"empty password and no [{side}.admin] login in "
-                                        f"{PROJECT_FILE}; give a password, env:VAR or file:PATH"))
+                        number, pw_col, f"empty password, and {PROJECT_FILE} has neither a "
+                                        f"[{side}.admin] login nor OAuth2 for it; give a "
+                                        "password, env:VAR or file:PATH"))
                 continue
             try:
                 passwords[side] = anchor_ref(SecretRef.parse(cell), path.parent)

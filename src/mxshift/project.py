@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from mxshift.config import ProjectConfig, load_project
+from mxshift.config import Endpoint, ProjectConfig, load_project
 from mxshift.errors import MxshiftError
 from mxshift.mailbox_csv import parse_mailbox_csv
 from mxshift.secrets import SecretBox
@@ -71,8 +71,8 @@ def import_mailboxes(directory: Path, csv_path: Path) -> ImportResult:
     proj = open_project(directory)
     try:
         entries = parse_mailbox_csv(csv_path,
-                                    source_admin=proj.config.source.admin is not None,
-                                    destination_admin=proj.config.destination.admin is not None)
+                                    source_admin=_no_password(proj.config.source),
+                                    destination_admin=_no_password(proj.config.destination))
         added = updated = unchanged = 0
         with proj.db.session() as s, s.begin():
             existing = {m.source_user: m for m in s.scalars(
@@ -99,6 +99,11 @@ def import_mailboxes(directory: Path, csv_path: Path) -> ImportResult:
         return ImportResult(added, updated, unchanged)
     finally:
         proj.close()
+
+
+def _no_password(endpoint: Endpoint) -> bool:
+    """A side logged in by an admin (master user) or by OAuth2 needs no password per row."""
+    return endpoint.admin is not None or endpoint.auth != "password"
 
 
 def _same_secret(box: SecretBox, a: str | None, b: str | None) -> bool:
