@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,39 @@ def test_live_progress_writes_at_most_once_per_interval(bed: Bed) -> None:
     assert live.writes == 1
     with bed.db.session() as s:
         assert (s.get(Pass, pass_id).copied, s.get(Pass, pass_id).bytes_copied) == (11, 1100)
+
+
+class WaitsAlways:
+    """A limiter that can only wait (as a shared one may): one slot per server."""
+
+    def __init__(self) -> None:
+        self.sems: dict[str, threading.Semaphore] = {}
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, server: str) -> Iterator[None]:
+        with self.lock:
+            sem = self.sems.setdefault(server, threading.Semaphore(1))
+        sem.acquire()
+        try:
+            yield
+        finally:
+            sem.release()
+
+
+def test_a_pass_never_waits_for_its_own_extra_connections(bed: Bed,
+                                                          limiter: LocalLimiter) -> None:
+    """With a cap of one connection and a limiter that cannot refuse, the extra workers
+    wait for slots the pass itself holds: the pass must finish without them."""
+    old = limits.set_limiter(WaitsAlways())
+    try:
+        out: list[PassResult] = []
+        t = threading.Thread(target=lambda: out.append(run(bed, folder_parallelism=3)),
+                             daemon=True)
+        t.start()
+        t.join(120)
+        assert not t.is_alive(), "the pass waited for its own extra connections"
+    finally:
+        limits.set_limiter(old)
+    assert out[0].status == "ok" and out[0].copied == 240
+    assert bed.differences() == []

@@ -68,7 +68,7 @@ def cutover(proj: OpenProject, *, at: datetime | None = None, force: bool = Fals
             progress: Progress | None = None, hooks: Hooks | None = None,
             trigger: str = "manual") -> CutoverResult:
     """Plan the cutover for ``at`` (future), or run it now: DNS gate, final sync, switch."""
-    from mxshift.sync import sync
+    from mxshift.runners import run_passes
 
     now = now or timeline_store.now_utc()
     plan = timeline_store.load_plan(proj)
@@ -95,7 +95,7 @@ def cutover(proj: OpenProject, *, at: datetime | None = None, force: bool = Fals
     _set_phase(proj, "cutover", f"cutover started ({trigger})" + (
         f"; DNS gate FORCED by {forced_by}: " + "; ".join(problems) if forced_by else ""))
     try:
-        results = sync(proj, kind="final", progress=progress, hooks=hooks)
+        results = run_passes(proj, None, "final", progress=progress, hooks=hooks)
     except BaseException:  # killed or stopped: the slot is resumed by the next scheduler
         timeline_store.finish(proj, run_id, "interrupted", now)
         raise

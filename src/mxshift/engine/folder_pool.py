@@ -71,6 +71,8 @@ class FolderPool:
         self._failure: BaseException | None = None
         self.extra_opened = 0
         self.notes: list[str] = []
+        self._finished = False          # the pass's own worker is done
+        self._working: set[str] = set()  # extra workers that got their connections
 
     def run(self, scans: list["FolderScan"], workers: int) -> None:
         self._queue = schedule(scans)
@@ -79,8 +81,17 @@ class FolderPool:
         for t in threads:
             t.start()
         self._work(self.src, self.dst)
-        for t in threads:
-            t.join()
+        # Wait for the workers that are copying; one still waiting for a connection (a
+        # shared limiter that cannot refuse at once) is left behind: it closes what it
+        # gets and copies nothing (see _extra), so the pass never waits for itself.
+        with self._lock:
+            self._finished = True
+        while True:
+            with self._lock:
+                busy = [t for t in threads if t.name in self._working and t.is_alive()]
+            if not busy:
+                break
+            busy[0].join()
         if self._failure is not None:
             raise self._failure
         self.result.notes.extend(self.notes)
@@ -129,11 +140,14 @@ class FolderPool:
                 return
             except BaseException as exc:
                 with self._lock:
-                    if self._failure is None:
+                    if self._failure is None and not self._finished:
                         self._failure = exc
                 self.cancel.set()
                 return
             with self._lock:
+                if self._finished:
+                    return  # too late: the pass is over (the finally closes the stores)
+                self._working.add(threading.current_thread().name)
                 self.extra_opened += 1
             self._work(src, dst)
         finally:

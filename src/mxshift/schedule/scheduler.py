@@ -67,16 +67,12 @@ class Ran:
 def default_runner(proj: OpenProject, *, kind: str | None, should_stop: Callable[[], bool],
                    progress: Progress | None = None, hooks: Hooks | None = None
                    ) -> list[PassResult]:
-    """Where passes run: Celery workers when a broker is configured (see
-    :mod:`mxshift.runners`), else this machine's pool, which can also stop between
-    mailboxes and take test hooks."""
+    """Where passes run: Celery workers when a broker is configured, else this machine's
+    pool (see :mod:`mxshift.runners`)."""
     from mxshift.runners import run_passes
-    from mxshift.runners.settings import runner_settings
 
-    if runner_settings().distributed:
-        return run_passes(proj, None, kind, progress=progress)
-    from mxshift.sync import sync
-    return sync(proj, kind=kind, should_stop=should_stop, progress=progress, hooks=hooks)
+    return run_passes(proj, None, kind, should_stop=should_stop, progress=progress,
+                      hooks=hooks)
 
 
 class Scheduler:

@@ -6,7 +6,6 @@ one-line summary for the "recent actions" list) is here, testable without HTTP.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from mxshift.errors import MxshiftError
@@ -15,23 +14,14 @@ from mxshift.project import OpenProject
 Work = Callable[[], tuple[bool, str]]
 
 
-def _parallel(proj: OpenProject, users: list[str]) -> int:
-    cfg = proj.config
-    return max(1, min(cfg.options.mailbox_parallelism, cfg.source.max_connections,
-                      cfg.destination.max_connections, len(users) or 1))
-
-
 def sync_work(proj: OpenProject, users: list[str] | None) -> Work:
-    """One pass for each of ``users`` (all mailboxes when None)."""
-    from mxshift import sync as sync_mod
+    """One pass for each of ``users`` (all mailboxes when None), here or on the Celery
+    workers when a broker is configured (:func:`mxshift.runners.run_passes`)."""
+    from mxshift.runners import run_passes
 
     def work() -> tuple[bool, str]:
-        if users is None:
-            results = sync_mod.sync(proj)
-        else:
-            with ThreadPoolExecutor(max_workers=_parallel(proj, users)) as pool:
-                results = [r for rs in pool.map(lambda u: sync_mod.sync(proj, only=u), users)
-                           for r in rs]
+        ids = None if users is None else [m.id for u in users for m in proj.mailboxes(u)]
+        results = run_passes(proj, ids)
         parts = [f"{r.mailbox}: {r.kind} {r.status}, {r.copied} copied"
                  + (f" ({r.error})" if r.error else "") for r in results]
         return all(r.status == "ok" for r in results), "; ".join(parts) or "no mailbox"
