@@ -62,7 +62,7 @@ class LiveProgress:
         self.copied = 0
         self.bytes_copied = 0
         self._lock = threading.Lock()
-        self._last = clock()
+        self._last = float("-inf")  # the first batch is shown at once, then once per interval
         self.writes = 0
 
     def add(self, copied: int, size: int) -> None:
