@@ -10,7 +10,9 @@ It starts a source and a destination Dovecot on loopback, fills three source mai
 with a generated realistic corpus, writes a project (mxshift.toml, users.csv), and runs
 the CLI: ``mailboxes import``, ``preflight``, ``sync`` (prestage), then changes the
 source (new mail, flags, a move, a deletion) and runs ``sync`` again (delta), then
-``status``; then it compares every mailbox on both servers, byte for byte. Finally it
+``status``; then it compares every mailbox on both servers, byte for byte; then it cuts
+over (``cutover --now``), lets a message reach the old server and runs a ``sweep`` that
+carries it over exactly once (``strays`` shows it). Finally it
 verifies the project and serves the dashboard (``mxshift serve``) over it, printing its
 URL and a fresh admin password, until Ctrl-C; the Dovecots stay up meanwhile so passes
 can be started from the page. ``--no-serve`` ends the demo after the comparison instead
@@ -69,6 +71,33 @@ def _change_source(server: DovecotServer, user: str, password: str) -> None:
         c.expunge()
     finally:
         c.logout()
+
+
+STRAY = (b"Received: from mx.sender.example (mx.sender.example [192.0.2.7])\r\n"
+         b"\tby demo-old-server.example with ESMTP; Tue, 1 Dec 2026 09:00:00 +0000\r\n"
+         b"Message-ID: <stray-after-cutover@demo.example>\r\nFrom: Dave <dave@example.org>\r\n"
+         b"To: alice@example.com\r\nSubject: sent while DNS was still propagating\r\n"
+         b"Date: Tue, 1 Dec 2026 09:00:00 +0000\r\n\r\nThis reached the old server.\r\n")
+
+
+def _cutover_and_sweep(project: Path, src: DovecotServer, dst: DovecotServer) -> bool:
+    """The cutover (final sync), then mail still reaching the old server, then a sweep."""
+    print("\ncutover: the final sync of every mailbox (this demo project lists no domains, "
+          "so there is no DNS gate to pass)")
+    if _cli(project, "cutover", "--now") != 0:
+        return False
+    print("\na message reaches alice's OLD server after the cutover; a sweep carries it over")
+    c = src.connect("alice", "src-alice-secret")
+    c.append("INBOX", STRAY)
+    c.logout()
+    if _cli(project, "sweep") != 0 or _cli(project, "strays") != 0:
+        return False
+    c = dst.connect("alice", "dst-alice-secret")
+    c.select_folder("INBOX", readonly=True)
+    found = len(c.search(["HEADER", "Message-ID", "<stray-after-cutover@demo.example>"]))
+    c.logout()
+    print(f"  the stray message is on the destination {found} time(s)")
+    return found == 1
 
 
 def _serve(project: Path, port: int) -> None:
@@ -159,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             for d in differences[:10]:
                 print(f"    {d}")
             ok = ok and not differences
+        if ok:
+            ok = _cutover_and_sweep(project, src, dst)
         print("\ndemo " + ("succeeded: the destination is identical to the source" if ok
                            else "FAILED"))
         print(f"project directory: {project} (state in {project / 'mxshift.db'})")
