@@ -17,9 +17,12 @@ from mxshift.runners.settings import RunnerSettings, runner_settings
 
 def use_shared_limiter(settings: RunnerSettings | None = None) -> bool:
     """See :func:`mxshift.runners.redis_limits.use_shared_limiter` (imported lazily: the
-    local runner needs no Redis client)."""
+    local runner needs no Redis client). Installs the shared rate limits too
+    (:func:`mxshift.runners.redis_rates.use_shared_rates`): caps and rates go together."""
     from mxshift.runners.redis_limits import use_shared_limiter as install
+    from mxshift.runners.redis_rates import use_shared_rates
 
+    use_shared_rates(settings)
     return install(settings)
 
 __all__ = ["run_passes", "runner_settings", "RunnerSettings", "use_shared_limiter"]

@@ -10,7 +10,7 @@ twice while its first delivery still runs (a pass longer than that timeout) wait
 the first one's lease and then runs a pass that finds nothing left to do.
 
 The worker opens the project (its ``-C`` directory: mxshift.toml, the secret key) once
-per process, on first use, and installs the Redis connection limiter there.
+per process, on first use, and installs the Redis connection limiter and rate limits there.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from mxshift.engine import lease
 from mxshift.errors import MxshiftError
 from mxshift.project import OpenProject, open_project
 from mxshift.runners.redis_limits import use_shared_limiter
+from mxshift.runners.redis_rates import use_shared_rates
 from mxshift.runners.settings import RunnerSettings, runner_settings
 
 TASK = "mxshift.pass"
@@ -80,6 +81,7 @@ def _project() -> OpenProject:
             _proj = open_project(directory)
             _proj_pid = os.getpid()
             use_shared_limiter(runner_settings())
+            use_shared_rates(runner_settings())
         return _proj
 
 

@@ -16,7 +16,8 @@ really send, tested here without a server:
 
 :class:`WaitBudget` adds the waits of one pass up and stops at ``max_total_wait``, with a
 reason an operator can act on. :class:`RateLimiter` spaces requests out *before* the
-server has to complain (messages/s, bytes/s, bytes/day).
+server has to complain (messages/s, bytes/s, bytes/day); it is the in-process
+:class:`RateLimits`, and workers install a shared one (``mxshift.runners.redis_rates``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 _BACKOFF = re.compile(r"suggested\s+back\s*-?off\s+time:\s*(\d+)\s*(milliseconds|ms|seconds|s)\b",
                       re.I)
@@ -88,6 +89,8 @@ class ThrottleSettings:
     messages_per_second: float | None = None
     bytes_per_second: int | None = None
     bytes_per_day: int | None = None  # Gmail: about 500 MB/day of IMAP uploads per user
+    # after a throttle halves the server's connection cap: seconds without one per +1
+    connection_recovery: float = 300.0
 
     @property
     def limited(self) -> bool:
@@ -135,17 +138,64 @@ class WaitBudget:
         self._streak = 0
 
 
+class DailyBudgetSpent(ThrottledOut):
+    """The server's ``bytes_per_day`` budget is used up and waiting for the next window
+    would take longer than ``max_total_wait``: the pass ends here with this reason (the
+    journal makes the next pass go on where this one stopped). ``wait``: seconds until the
+    budget frees again."""
+
+    def __init__(self, message: str, wait: float) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+def daily_budget_message(server: str, settings: ThrottleSettings, used: int,
+                         wait: float, window: str) -> str:
+    """The one line an admin reads in status and reports (the same for both limiters)."""
+    hours = wait / 3600.0
+    return (f"{server}: the upload budget of {settings.bytes_per_day} bytes per day "
+            f"(bytes_per_day in [*.throttle]) is used up ({used} bytes {window}); it frees "
+            f"in {hours:.1f} h, longer than max_total_wait ({settings.max_total_wait:.0f} s), "
+            f"so this pass stops here and the next pass goes on (raise max_total_wait to "
+            f"wait instead)")
+
+
+class RateLimit(Protocol):
+    """The rate limit of one server, as a store uses it."""
+
+    def acquire(self, messages: int, nbytes: int) -> float:
+        """Block until ``messages``/``nbytes`` may go to the server; return the seconds
+        waited. Raise :class:`DailyBudgetSpent` when the daily budget is used up and
+        waiting for it would exceed ``max_total_wait``."""
+        ...
+
+
+class RateLimits(Protocol):
+    """Where rate limits are kept: this process (:class:`LocalRateLimits`, the default)
+    or somewhere every worker shares (``mxshift.runners.redis_rates``).
+
+    Why a seam: twenty workers each honouring 5 messages/s on their own send 100/s and
+    get the tenant throttled; the engine should not care which one it has."""
+
+    def acquire(self, server: str, settings: ThrottleSettings, messages: int,
+                nbytes: int) -> float:
+        """:meth:`RateLimit.acquire` for ``server`` ("host:port") under ``settings``."""
+        ...
+
+
 class RateLimiter:
     """Token buckets for messages/s and bytes/s, and a rolling 24-hour byte count.
 
     Shared by every connection to one server (see :func:`limiter_for`), so the limit holds
-    for the server, not per connection. Kept in memory: bytes/day restarts with the process.
+    for the server, not per connection. Kept in memory: bytes/day restarts with the process
+    (the Redis limiter keeps it per UTC day, across workers and restarts).
     """
 
     def __init__(self, settings: ThrottleSettings, *,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, server: str = "") -> None:
         self.settings = settings
+        self.server = server
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         self._next_msg = 0.0
@@ -155,16 +205,15 @@ class RateLimiter:
 
     def delay(self, messages: int, nbytes: int) -> float:
         """Reserve capacity for ``messages``/``nbytes``; return how long to wait first."""
+        return self._reserve(messages, nbytes, None)
+
+    def _reserve(self, messages: int, nbytes: int, max_day_wait: float | None) -> float:
+        """As :meth:`delay`; with ``max_day_wait``, a daily budget that frees later than
+        that raises :class:`DailyBudgetSpent` and reserves nothing."""
         s = self.settings
         with self._lock:
             now = self._clock()
             start = now
-            if s.messages_per_second:
-                start = max(start, self._next_msg)
-                self._next_msg = max(self._next_msg, now) + messages / s.messages_per_second
-            if s.bytes_per_second:
-                start = max(start, self._next_byte)
-                self._next_byte = max(self._next_byte, now) + nbytes / s.bytes_per_second
             if s.bytes_per_day:
                 self._day = [(t, b) for t, b in self._day if t > now - 86400]
                 used = sum(b for _, b in self._day)
@@ -177,27 +226,82 @@ class RateLimiter:
                         if freed >= need:
                             start = max(start, t + 86400)
                             break
+                    if max_day_wait is not None and start - now > max_day_wait:
+                        raise DailyBudgetSpent(daily_budget_message(
+                            self.server or "server", s, used, start - now,
+                            "in the last 24 h"), start - now)
+            if s.messages_per_second:
+                start = max(start, self._next_msg)
+                self._next_msg = max(self._next_msg, now) + messages / s.messages_per_second
+            if s.bytes_per_second:
+                start = max(start, self._next_byte)
+                self._next_byte = max(self._next_byte, now) + nbytes / s.bytes_per_second
+            if s.bytes_per_day:
                 self._day.append((max(start, now), nbytes))
             return max(0.0, start - now)
 
     def acquire(self, messages: int, nbytes: int) -> float:
-        wait = self.delay(messages, nbytes)
+        wait = self._reserve(messages, nbytes, self.settings.max_total_wait)
         if wait > 0:
             self.slept += wait
             self._sleep(wait)
         return wait
 
 
-_LIMITERS: dict[tuple[str, ThrottleSettings], RateLimiter] = {}
-_LIMITERS_LOCK = threading.Lock()
+class LocalRateLimits:
+    """:class:`RateLimits` in this process: one :class:`RateLimiter` per server and
+    settings (the default; right for one machine)."""
+
+    def __init__(self) -> None:
+        self._limiters: dict[tuple[str, ThrottleSettings], RateLimiter] = {}
+        self._lock = threading.Lock()
+
+    def limiter(self, server: str, settings: ThrottleSettings) -> RateLimiter:
+        with self._lock:
+            key = (server, settings)
+            if key not in self._limiters:
+                self._limiters[key] = RateLimiter(settings, server=server)
+            return self._limiters[key]
+
+    def acquire(self, server: str, settings: ThrottleSettings, messages: int,
+                nbytes: int) -> float:
+        return self.limiter(server, settings).acquire(messages, nbytes)
 
 
-def limiter_for(server: str, settings: ThrottleSettings) -> RateLimiter | None:
-    """The process-wide limiter of ``server`` (None when no rate is configured)."""
+@dataclass(frozen=True)
+class ServerRate:
+    """:class:`RateLimit` of one server, bound to where the limits are kept."""
+
+    limits: RateLimits
+    server: str
+    settings: ThrottleSettings
+
+    def acquire(self, messages: int, nbytes: int) -> float:
+        return self.limits.acquire(self.server, self.settings, messages, nbytes)
+
+
+_LOCAL = LocalRateLimits()
+_rate_limits: RateLimits = _LOCAL
+
+
+def set_rate_limits(limits: RateLimits | None) -> RateLimits:
+    """Install where this process keeps rate limits (None: back to the in-process
+    default); returns the one installed before. Workers install the Redis one
+    (``mxshift.runners.use_shared_limiter``) so the limits hold across all of them."""
+    global _rate_limits
+    before, _rate_limits = _rate_limits, limits or _LOCAL
+    return before
+
+
+def rate_limits() -> RateLimits:
+    return _rate_limits
+
+
+def limiter_for(server: str, settings: ThrottleSettings) -> RateLimit | None:
+    """The rate limit of ``server`` (None when no rate is configured), kept by the
+    installed :class:`RateLimits`."""
     if not settings.limited:
         return None
-    with _LIMITERS_LOCK:
-        key = (server, settings)
-        if key not in _LIMITERS:
-            _LIMITERS[key] = RateLimiter(settings)
-        return _LIMITERS[key]
+    if isinstance(_rate_limits, LocalRateLimits):
+        return _rate_limits.limiter(server, settings)
+    return ServerRate(_rate_limits, server, settings)
