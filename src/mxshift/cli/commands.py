@@ -5,24 +5,27 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from mxshift import preflight as preflight_mod
-from mxshift import project as project_mod
-from mxshift import status as status_mod
 from mxshift.cli import app, err, fail, mailboxes_app, out, state
-from mxshift.cli.progress import RichProgress
 from mxshift.errors import MxshiftError
-from mxshift.project import OpenProject
-from mxshift.runners import run_passes
+
+# Why the imports below sit inside the commands: every ``mxshift`` process imports every
+# command module (to build the command tree), so a module-level import here is paid by
+# every command. The project/state layer (SQLAlchemy), the engine and the IMAP client are
+# imported by the commands that use them; tests/test_startup.py guards the heavy ones.
+if TYPE_CHECKING:
+    from mxshift import preflight as preflight_mod
+    from mxshift.project import OpenProject
 
 
 @contextmanager
 def opened() -> Iterator[OpenProject]:
+    from mxshift import project as project_mod
+
     try:
         proj = project_mod.open_project(state.directory)
     except MxshiftError as exc:
@@ -53,6 +56,8 @@ def _pair(source: str, destination: str) -> str:
 @app.command()
 def init(force: bool = typer.Option(False, help="Overwrite existing files.")) -> None:
     """Write mxshift.toml and mailboxes.csv templates into the project directory."""
+    from mxshift import project as project_mod
+
     try:
         written = project_mod.init(state.directory, force=force)
     except MxshiftError as exc:
@@ -66,6 +71,8 @@ def mailboxes_import(csv_file: Path = typer.Argument(..., help="CSV with source_
                                                      "source_password, destination_user, "
                                                      "destination_password.")) -> None:
     """Validate a CSV of mailbox pairs and add or update them in the project."""
+    from mxshift import project as project_mod
+
     try:
         res = project_mod.import_mailboxes(state.directory, csv_file)
     except MxshiftError as exc:
@@ -78,6 +85,10 @@ def preflight(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Onl
               as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
               ) -> None:
     """Log in on both sides and report, per mailbox, what would block the migration."""
+    from rich.table import Table
+
+    from mxshift import preflight as preflight_mod
+
     with opened() as proj:
         results = preflight_mod.preflight(proj, mailbox)
     if as_json:
@@ -120,12 +131,16 @@ def sync(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only thi
              False, "--allow-mass-delete",
              help="Apply deletions even above the deletion ceiling.")) -> None:
     """Copy: a full prestage on the first run, a delta afterwards."""
+    from mxshift.runners import run_passes
+
     with opened() as proj:
         # here or on Celery workers (MXSHIFT_BROKER_URL): runners/__init__.py
         ids = [m.id for m in proj.mailboxes(mailbox)] if mailbox else None
         if state.quiet:
             results = run_passes(proj, ids, allow_mass_delete=allow_mass_delete)
         else:
+            from mxshift.cli.progress import RichProgress
+
             with RichProgress(out) as progress:
                 results = run_passes(proj, ids, allow_mass_delete=allow_mass_delete,
                                      progress=progress)
@@ -158,6 +173,10 @@ def status(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only t
            as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
            ) -> None:
     """Per mailbox: state, last pass, counts copied/skipped/failed, delta modes used."""
+    from rich.table import Table
+
+    from mxshift import status as status_mod
+
     with opened() as proj:
         rows = status_mod.status(proj, mailbox)
     if as_json:

@@ -11,7 +11,9 @@ from rich.table import Table
 
 from mxshift.cli import app, out
 from mxshift.cli.commands import opened
-from mxshift.dns import check as check_mod
+
+# dnspython is imported by `dns check` only (through mxshift.dns.check), not by every
+# mxshift process: see cli/commands.py.
 
 dns_app = typer.Typer(help="Check DNS records and their propagation for the cutover.",
                       no_args_is_help=True)
@@ -39,6 +41,8 @@ def check(
 ) -> None:
     """Check MX, SPF, Autodiscover, DKIM and DMARC for the target provider and whether the
     change has reached every nameserver; exit 1 if anything is an error."""
+    from mxshift.dns import check as check_mod
+
     with opened() as proj:
         reports = check_mod.run(proj, domains, provider=provider, resolvers=resolver,
                                 ns_addresses=ns_address, timeout=timeout)

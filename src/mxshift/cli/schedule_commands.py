@@ -13,16 +13,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mxshift import cutover as cutover_mod
-from mxshift import strays as strays_mod
-from mxshift import sync as sync_mod
 from mxshift.cli import app, err, fail, out, state
 from mxshift.cli.commands import opened, print_results
-from mxshift.cli.progress import RichProgress
-from mxshift.schedule import store as tl
 from mxshift.schedule.plan import format_duration, parse_duration
-from mxshift.schedule.scheduler import Scheduler
 from mxshift.schedule.settings import parse_time
+
+# cutover, strays, sync, the timeline store and the scheduler (the state layer and the
+# engine behind them) are imported by the commands that use them: every mxshift process
+# imports this module to build the command tree (see cli/commands.py).
 
 T = TypeVar("T")
 
@@ -70,6 +68,9 @@ def schedule(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show the timeline (what ran, what is due); options change the plan."""
+    from mxshift import strays as strays_mod
+    from mxshift.schedule import store as tl
+
     with opened() as proj:
         changes = dict(cutover_at=_time(cutover_at, "--cutover-at"),
                        delta_interval=_duration(delta_interval, "--delta-interval"),
@@ -115,6 +116,8 @@ def run(max_sleep: float = typer.Option(300.0, "--max-sleep", min=0.1, hidden=Tr
 
     Survives restarts (one catch-up pass after downtime); SIGTERM or Ctrl-C stops it after
     the running passes finish (a second signal stops at once; nothing is lost either way)."""
+    from mxshift.schedule.scheduler import Scheduler
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%Y-%m-%d %H:%M:%S")
     with opened() as proj:
@@ -142,6 +145,10 @@ def cutover_cmd(
                                help="Cut over even if the DNS check fails (recorded)."),
 ) -> None:
     """Check DNS for every project domain, run the final sync, start the sweep window."""
+    from mxshift import cutover as cutover_mod
+    from mxshift.cli.progress import RichProgress
+    from mxshift.schedule import store as tl
+
     if (at is None) == (not now):
         fail("give --now or --at TIME")
     when = _time(at, "--at")
@@ -171,6 +178,9 @@ def cutover_cmd(
 def sweep(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only this user.")
           ) -> None:
     """One post-cutover sweep now: copy mail that still reached the old server."""
+    from mxshift import strays as strays_mod
+    from mxshift import sync as sync_mod
+
     with opened() as proj:
         if not sync_mod.cutover_done(proj):
             fail("no cutover yet: sweeps start after `mxshift cutover` (before it, use "
@@ -188,6 +198,8 @@ def strays(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only t
            as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
            ) -> None:
     """Mail that reached the old server after the cutover, and the hourly trend."""
+    from mxshift import strays as strays_mod
+
     with opened() as proj:
         mb_id = proj.mailboxes(mailbox)[0].id if mailbox else None
         users = {m.id: m.source_user for m in proj.mailboxes()}
@@ -218,4 +230,6 @@ def strays(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only t
 
 
 def _actor() -> str:
+    from mxshift import cutover as cutover_mod
+
     return cutover_mod._who()

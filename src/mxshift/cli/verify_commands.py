@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.markup import escape
@@ -13,8 +13,11 @@ from rich.table import Table
 from mxshift.cli import app, fail, out
 from mxshift.cli.commands import opened
 from mxshift.errors import MxshiftError
-from mxshift.verify import gate as gate_mod
-from mxshift.verify import run as run_mod
+
+# The verify modules are imported by the commands that use them, not here: every mxshift
+# process imports this module to build the command tree (see cli/commands.py).
+if TYPE_CHECKING:
+    from mxshift.verify import run as run_mod
 
 
 def _print(line: str) -> None:
@@ -51,6 +54,8 @@ def verify(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only t
            ) -> None:
     """Compare source and destination message by message, from the servers; exit 2 on open
     findings."""
+    from mxshift.verify import run as run_mod
+
     with opened() as proj:
         results = run_mod.verify(proj, only=mailbox, deep=deep)
     if as_json:
@@ -77,6 +82,8 @@ def findings(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only
              as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
              ) -> None:
     """List the findings of each mailbox's latest verification (open ones by default)."""
+    from mxshift.verify import run as run_mod
+
     with opened() as proj:
         results = [v for m in proj.mailboxes(mailbox)
                    if (v := run_mod.latest(proj.db, m.id)) is not None]
@@ -98,6 +105,8 @@ def accept(finding_ids: List[int] = typer.Argument(None, help="Finding ids (see 
     """Accept findings with a recorded reason; accepted findings no longer block `complete`."""
     if not finding_ids and not all_skipped:
         fail("name finding ids or --all-skipped")
+    from mxshift.verify import gate as gate_mod
+
     with opened() as proj:
         done = []
         if finding_ids:
@@ -129,6 +138,8 @@ def complete(as_json: bool = typer.Option(False, "--json", help="Machine-readabl
              ) -> None:
     """Mark the project complete when every mailbox is verified after its last pass; else
     list what is open (exit 2)."""
+    from mxshift.verify import gate as gate_mod
+
     with opened() as proj:
         try:
             res = gate_mod.complete(proj)
