@@ -327,7 +327,7 @@ def _endpoint(t: _Table, directory: Path) -> Endpoint:
 def _throttle(t: _Table) -> ThrottleSettings:
     """``[x.throttle]``: how long a pass may wait out the server, and rate limits."""
     t.allow("max_total_wait", "default_wait", "max_single_wait", "messages_per_second",
-            "bytes_per_second", "bytes_per_day")
+            "bytes_per_second", "bytes_per_day", "connection_recovery")
     if not t.present:
         return ThrottleSettings()
     mps = t.get("messages_per_second", None)
@@ -338,6 +338,7 @@ def _throttle(t: _Table) -> ThrottleSettings:
         messages_per_second=_number(t, "messages_per_second", 1.0) if mps is not None else None,
         bytes_per_second=_size(t, "bytes_per_second", None),
         bytes_per_day=_size(t, "bytes_per_day", None),
+        connection_recovery=_number(t, "connection_recovery", 300.0),
     )
 
 

@@ -52,7 +52,9 @@ def store_factory(endpoint: Endpoint, user: str, sealed: str | None,
                                  max_message_size=endpoint.max_message_size)
 
     server = server_key(endpoint.host, endpoint.port)
-    configure(server, endpoint.max_connections)
+    # the configured cap only: a cap lowered after a throttle stays lowered (limits.py)
+    configure(server, endpoint.max_connections,
+              recovery_period=endpoint.throttle.connection_recovery)
 
     def open_store() -> Store:
         # Every connection holds a slot of the server's cap (engine/limits.py).

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Callable
 from mxshift.engine.copier import Cancelled
 from mxshift.engine.limits import NoFreeSlot, without_waiting
 from mxshift.errors import FolderError, SyncError
-from mxshift.store.base import Store
+from mxshift.store.base import Store, store_notes
 
 if TYPE_CHECKING:
     from mxshift.engine.mailbox_pass import FolderScan, PassResult
+
 
 # Below this many new bytes in a pass, extra connections cost more (logins) than they save.
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
@@ -153,6 +154,10 @@ class FolderPool:
         finally:
             for store in (src, dst):
                 if store is not None:
+                    notes = store_notes(store)
+                    if notes:
+                        with self._lock:
+                            self.notes.extend(notes)
                     store.close()
 
 

@@ -7,15 +7,27 @@ opens several connections (folders in parallel) and several passes run at once, 
 store is opened through a limiter that counts connections per ``host:port``. The
 in-process :class:`LocalLimiter` serves one process; a shared one (e.g. Redis-backed, for
 workers on several machines) only has to implement :class:`ConnectionLimiter`.
+
+A server that throttles gets a lower cap for a while (issue 8: "reduce the connection
+count for that server adaptively"): a store calls :func:`report_throttle`, the limiter
+halves that server's effective cap and lets it grow back by one per quiet period (the
+rule is :mod:`mxshift.engine.backoff_policy`). Connections above the lowered cap are not
+killed; new ones wait (optional extras are refused with :class:`NoFreeSlot`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Callable, ContextManager, Iterator, Protocol, TypeVar
 
+from mxshift.engine import backoff_policy as policy
 from mxshift.errors import EndpointError
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _local = threading.local()
@@ -56,32 +68,102 @@ class ConnectionLimiter(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Reduction:
+    """One cut of a server's cap, as the admin is told about it."""
+
+    server: str
+    before: int
+    after: int
+
+    @property
+    def note(self) -> str:
+        return policy.reduction_note(self.server, self.before, self.after)
+
+
 class LocalLimiter:
     """Connection caps inside this process: one counting semaphore per server.
 
-    ``caps`` maps "host:port" to its cap; a server not named gets ``default``.
+    ``caps`` maps "host:port" to its configured cap; a server not named gets ``default``.
+    The cap enforced is that, lowered after a throttle (:meth:`throttled`); ``clock`` is
+    injectable so that tests can watch the recovery without waiting minutes.
     """
 
-    def __init__(self, caps: dict[str, int] | None = None, default: int = 10) -> None:
+    def __init__(self, caps: dict[str, int] | None = None, default: int = 10, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 cap_policy: policy.CapPolicy = policy.CapPolicy()) -> None:
         self._caps = dict(caps or {})
         self._default = default
+        self._clock = clock
+        self._policy = cap_policy
+        self._policies: dict[str, policy.CapPolicy] = {}
+        self._lowered: dict[str, policy.Lowered] = {}
         self._lock = threading.Lock()
         self._free: dict[str, threading.Condition] = {}
         self._in_use: dict[str, int] = {}
         self.peak: dict[str, int] = {}   # highest number of slots held at once, per server
+        # highest number held when a slot was taken since the last cut (for tests/operators)
+        self.peak_since_cut: dict[str, int] = {}
+        self.reductions: list[Reduction] = []
 
-    def set_cap(self, server: str, cap: int) -> None:
+    def set_cap(self, server: str, cap: int, *, recovery_period: float | None = None) -> None:
+        """Set the *configured* cap (and how fast a lowered cap recovers). A cap lowered
+        after a throttle stays lowered: every pass configures its servers again."""
         if cap < 1:
             raise ValueError("a connection cap is at least 1")
         with self._lock:
             self._caps[server] = cap
+            if recovery_period is not None:
+                self._policies[server] = policy.CapPolicy(recovery_period,
+                                                          self._policy.settle)
+        self._wake(server)
+
+    def _wake(self, server: str) -> None:
+        with self._lock:
             cond = self._free.get(server)
         if cond is not None:
             with cond:
                 cond.notify_all()
 
-    def cap(self, server: str) -> int:
+    def configured_cap(self, server: str) -> int:
         return self._caps.get(server, self._default)
+
+    def policy_of(self, server: str) -> policy.CapPolicy:
+        return self._policies.get(server, self._policy)
+
+    def cap(self, server: str) -> int:
+        """The cap enforced now: the configured one, or lower after a throttle."""
+        with self._lock:
+            return self._cap_locked(server)
+
+    def _cap_locked(self, server: str) -> int:
+        configured = self._caps.get(server, self._default)
+        lowered = self._lowered.get(server)
+        if lowered is None:
+            return configured
+        now, pol = self._clock(), self.policy_of(server)
+        if policy.recovered(configured, lowered, now, pol):
+            del self._lowered[server]
+            return configured
+        return policy.effective_cap(configured, lowered, now, pol)
+
+    def throttled(self, server: str) -> Reduction | None:
+        """``server`` throttled one of our connections: lower its cap (see
+        backoff_policy). Returns the reduction, or None when the cap did not go down
+        (already at 1, or the same episode as the last cut)."""
+        with self._lock:
+            before = self._cap_locked(server)
+            lowered = policy.after_throttle(self._caps.get(server, self._default),
+                                            self._lowered.get(server), self._clock(),
+                                            self.policy_of(server),
+                                            self._in_use.get(server, 0))
+            self._lowered[server] = lowered
+            if lowered.cap >= before:
+                return None
+            self.peak_since_cut[server] = 0
+            cut = Reduction(server, before, lowered.cap)
+            self.reductions.append(cut)
+            return cut
 
     def in_use(self, server: str) -> int:
         return self._in_use.get(server, 0)
@@ -100,9 +182,12 @@ class LocalLimiter:
             while self._in_use.get(server, 0) >= self.cap(server):
                 if not waiting_allowed():
                     raise NoFreeSlot(f"{server}: all {self.cap(server)} connections in use")
-                cond.wait()
+                # a lowered cap grows back with time, not with a release: look again soon
+                cond.wait(0.5 if server in self._lowered else None)
             n = self._in_use[server] = self._in_use.get(server, 0) + 1
             self.peak[server] = max(self.peak.get(server, 0), n)
+            if server in self.peak_since_cut:
+                self.peak_since_cut[server] = max(self.peak_since_cut[server], n)
         try:
             yield
         finally:
@@ -165,13 +250,35 @@ def open_limited(server: str, connect: Callable[[], T]) -> T:
     return LimitedStore(store, stack)  # type: ignore[return-value]
 
 
-def configure(server: str, cap: int) -> None:
-    """Tell this process's limiter the cap of ``server`` (from the project file).
+def configure(server: str, cap: int, *, recovery_period: float | None = None) -> None:
+    """Tell this process's limiter the cap of ``server`` (from the project file), and how
+    fast a cap lowered after a throttle grows back (``[x.throttle] connection_recovery``).
 
-    A shared limiter configured elsewhere (without ``set_cap``) is left alone."""
+    Called for every mailbox: it sets the configured cap only, so a cap lowered after a
+    throttle stays lowered. A shared limiter configured elsewhere (without ``set_cap``)
+    is left alone."""
     set_cap = getattr(_limiter, "set_cap", None)
     if set_cap is not None:
-        set_cap(server, cap)
+        set_cap(server, cap, recovery_period=recovery_period)
+
+
+def report_throttle(server: str) -> str | None:
+    """A store got a throttling answer from ``server``: lower its cap in this process's
+    limiter. Returns the note for the admin ("server X throttled: connections reduced
+    from N to M") when the cap went down, None otherwise (or for a limiter that cannot
+    adapt). Never raises: a limiter's trouble must not turn a wait into a failure."""
+    throttled = getattr(_limiter, "throttled", None)
+    if throttled is None:
+        return None
+    try:
+        cut = throttled(server)
+    except Exception as exc:  # e.g. Redis unreachable: the wait still happens
+        log.warning("could not lower the connection cap of %s: %s", server, exc)
+        return None
+    if cut is None:
+        return None
+    log.warning("%s", cut.note)
+    return cut.note
 
 
 class ByteBudget:

@@ -41,7 +41,7 @@ from mxshift.identity import fingerprint, identity_fields
 from mxshift.mapping import map_folders
 from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair, Mailbox, Pass, utcnow
-from mxshift.store.base import FolderChanges, Store
+from mxshift.store.base import FolderChanges, Store, store_notes
 
 
 class Progress(Protocol):
@@ -175,7 +175,11 @@ class MailboxPass:
         finally:
             for store in (src, dst):
                 if store is not None:
+                    result.notes.extend(store_notes(store))
                     store.close()
+        for note in result.notes:
+            if "throttled" in note:  # the admin sees back-pressure in status and the report
+                self.journal.event("warning", note)
         result.seconds = time.monotonic() - started
         self._finish(result)
         self.progress.finish(label, result)

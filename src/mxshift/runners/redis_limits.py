@@ -10,7 +10,11 @@ count, add if under the cap), so it is atomic across machines; times come from t
 Redis server's clock, never from the workers' (which may disagree).
 
 Keys (prefix ``mxshift:``): ``slots:{server}`` the held slots, ``peak:{server}`` the
-highest number held at once (for operators and tests).
+highest number held at once (for operators and tests), ``cap:{server}`` a cap lowered
+after a throttle (a hash: ``cap``, ``cut_at``, ``quiet_since`` in Redis server time), so
+that every worker backs off when one of them is throttled; it expires once fully
+recovered. The rule itself is :mod:`mxshift.engine.backoff_policy`, the same as in one
+process.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import redis
 
-from mxshift.engine.limits import set_limiter
+from mxshift.engine import backoff_policy as policy
+from mxshift.engine.limits import NoFreeSlot, Reduction, set_limiter, waiting_allowed
 from mxshift.errors import EndpointError, Retry
 from mxshift.runners.settings import RunnerSettings, runner_settings
 
@@ -63,10 +68,17 @@ class RedisLimiter:
     each knows the caps itself (``set_cap`` is called when stores are configured)."""
 
     def __init__(self, url: str, *, caps: dict[str, int] | None = None, default: int = 10,
-                 ttl: float = 30.0, poll: float = 0.05) -> None:
+                 ttl: float = 30.0, poll: float = 0.05,
+                 clock: Callable[[], float] | None = None,
+                 cap_policy: policy.CapPolicy = policy.CapPolicy()) -> None:
         self._redis = redis.Redis.from_url(url)
         self._caps = dict(caps or {})
         self._default = default
+        # Lowered caps are timed by the Redis server's clock (workers' clocks may
+        # disagree); tests inject their own.
+        self._clock = clock or self._redis_now
+        self._policy = cap_policy
+        self._policies: dict[str, policy.CapPolicy] = {}
         self._ttl = ttl
         self._poll = poll
         self._acquire = self._redis.register_script(_ACQUIRE)
@@ -77,13 +89,66 @@ class RedisLimiter:
         self._stopped = threading.Event()
 
     # -- caps -----------------------------------------------------------------------
-    def set_cap(self, server: str, cap: int) -> None:
+    def set_cap(self, server: str, cap: int, *, recovery_period: float | None = None) -> None:
+        """The configured cap; a cap lowered in Redis after a throttle stays lowered."""
         if cap < 1:
             raise ValueError("a connection cap is at least 1")
         self._caps[server] = cap
+        if recovery_period is not None:
+            self._policies[server] = policy.CapPolicy(recovery_period, self._policy.settle)
+
+    def configured_cap(self, server: str) -> int:
+        return self._caps.get(server, self._default)
+
+    def policy_of(self, server: str) -> policy.CapPolicy:
+        return self._policies.get(server, self._policy)
+
+    def _redis_now(self) -> float:
+        t = self._redis.time()
+        return t[0] + t[1] / 1e6
+
+    def _read_lowered(self, pipe: "redis.Redis | redis.client.Pipeline",
+                      server: str) -> policy.Lowered | None:
+        raw = pipe.hgetall(PREFIX + "cap:" + server)
+        if not raw:
+            return None
+        return policy.Lowered(int(raw[b"cap"]), float(raw[b"cut_at"]),
+                              float(raw[b"quiet_since"]))
 
     def cap(self, server: str) -> int:
-        return self._caps.get(server, self._default)
+        """The cap enforced now by every worker: configured, or lower after a throttle."""
+        lowered = self._read_lowered(self._redis, server)
+        if lowered is None:  # the usual case: one round trip, no clock
+            return self.configured_cap(server)
+        return policy.effective_cap(self.configured_cap(server), lowered, self._clock(),
+                                    self.policy_of(server))
+
+    def throttled(self, server: str) -> Reduction | None:
+        """Lower ``server``'s cap for every worker (an optimistic transaction: two
+        workers throttled at once make one cut, see backoff_policy's ``settle``)."""
+        key = PREFIX + "cap:" + server
+        configured, pol = self.configured_cap(server), self.policy_of(server)
+        with self._redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    lowered = self._read_lowered(pipe, server)
+                    now = self._clock()
+                    before = policy.effective_cap(configured, lowered, now, pol)
+                    after = policy.after_throttle(configured, lowered, now, pol,
+                                                  self.in_use(server))
+                    keep = policy.forget_after(configured, after, pol) + pol.settle
+                    pipe.multi()
+                    pipe.hset(key, mapping={"cap": after.cap, "cut_at": after.cut_at,
+                                            "quiet_since": after.quiet_since})
+                    pipe.pexpire(key, max(1, int(keep * 1000)))
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue
+        if after.cap >= before:
+            return None
+        return Reduction(server, before, after.cap)
 
     # -- observation ----------------------------------------------------------------
     def in_use(self, server: str) -> int:
@@ -97,7 +162,8 @@ class RedisLimiter:
         return int(self._redis.get(PREFIX + "peak:" + server) or 0)
 
     def reset(self, server: str) -> None:
-        self._redis.delete(PREFIX + "slots:" + server, PREFIX + "peak:" + server)
+        self._redis.delete(PREFIX + "slots:" + server, PREFIX + "peak:" + server,
+                           PREFIX + "cap:" + server)
 
     # -- the semaphore --------------------------------------------------------------
     @contextmanager
@@ -107,6 +173,8 @@ class RedisLimiter:
         delay = self._poll
         try:
             while not self._acquire(keys=keys, args=[token, self.cap(server), self._ttl]):
+                if not waiting_allowed():  # an optional extra: the pass goes on without
+                    raise NoFreeSlot(f"{server}: all {self.cap(server)} connections in use")
                 time.sleep(delay)
                 delay = min(delay * 1.5, 1.0)
         except redis.RedisError as exc:

@@ -176,3 +176,9 @@ class Store(Protocol):
     def close(self) -> None:
         """Log out; tolerate a dead connection."""
         ...
+
+
+def store_notes(store: object) -> list[str]:
+    """What a store noted for the operator during its life (e.g. "server X throttled:
+    connections reduced from 4 to 2"); a store without a ``notes`` list has none."""
+    return list(getattr(store, "notes", None) or ())

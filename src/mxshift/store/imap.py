@@ -15,26 +15,29 @@ from __future__ import annotations
 
 import functools
 import re
-import select
-import socket
-import ssl
 import time
 from datetime import datetime
 from typing import Callable, Iterable, Iterator, NoReturn, TypeVar
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientError
 from imapclient.response_parser import parse_fetch_response
-from imapclient.datetime_util import datetime_to_INTERNALDATE, parse_to_datetime
+from imapclient.datetime_util import datetime_to_INTERNALDATE
 from imapclient.imapclient import _quote, seq_to_parenstr, seq_to_parenstr_upper
 
-from mxshift.errors import (EndpointError, FolderError, MailboxError, MessageError, Retry,
-                            ThrottledError)
+from mxshift.engine import limits
+from mxshift.errors import (EndpointError, FolderError, MailboxError, MessageError, Retry)
 from mxshift.mapping import Namespace, RemoteFolder
 from mxshift.store import throttle
-from mxshift.store.auth import Credentials, TokenRefused, authenticate
+from mxshift.store.auth import Credentials
 from mxshift.store import qresync
+from mxshift.store.fetch_parse import parse_body_fetch, parse_fetch_fast  # noqa: F401
 from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta, QuotaInfo, RawMessage
+from mxshift.store.imap_backpressure import BackPressure
+from mxshift.store.imap_session import (_BACKOFF_CODES, _LOST, _clean, _drop,  # noqa: F401
+                                        _endpoint_error,
+                                        _open_client, _quiet_close, _with_appendlimit,
+                                        tls_context)
 from mxshift.store.uidset import compress_uids
 
 IDENTITY_FIELDS = b"BODY[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"
@@ -44,10 +47,6 @@ _UIDPLUS_RE = re.compile(rb"\[(APPENDUID|COPYUID) (\d+) ([\d:,]+)(?: ([\d:,]+))?
 # A message above this size is sent with a synchronising literal even where LITERAL+ is
 # offered: the server may refuse it (size, quota) before we send its bytes.
 SYNC_LITERAL_ABOVE = 8 * 1024 * 1024
-_BACKOFF_CODES = ("[UNAVAILABLE]", "[LIMIT]", "[INUSE]", "[SERVERBUG]", "THROTTL")
-# The connection is gone (BYE, EOF, reset, timeout): imaplib's "abort" is a subclass of
-# its "error", so these must be caught first, or a dead server reads as a bad folder.
-_LOST = (IMAPClientAbortError, OSError, socket.timeout)
 T = TypeVar("T")
 
 
@@ -85,24 +84,7 @@ def parse_uidplus(text: bytes | str) -> tuple[str, int, list[int], list[int]] | 
         expand_uid_set((m.group(4) or b"").decode())
 
 
-def _endpoint_error(host: str, exc: BaseException) -> EndpointError:
-    text = str(exc)
-    if any(code in text.upper() for code in _BACKOFF_CODES):
-        return EndpointError(f"{host}: server asks to back off: {text}", retry=Retry.WAIT,
-                             wait_seconds=60)
-    return EndpointError(f"{host}: {text or type(exc).__name__}", retry=Retry.TEMPORARY)
-
-
-def tls_context(ca_file: str | None, verify: bool) -> ssl.SSLContext:
-    """Verification on by default; off only when the project file names this host."""
-    ctx = ssl.create_default_context(cafile=ca_file)
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-class ImapStore:
+class ImapStore(BackPressure):
     """One authenticated IMAP connection, speaking the Store protocol."""
 
     def __init__(self, client: IMAPClient, *, host: str,
@@ -127,9 +109,13 @@ class ImapStore:
         self._reconnecting = False
         settings = throttle_settings or throttle.ThrottleSettings()
         self.budget = throttle.WaitBudget(settings, host)
-        self.limiter: throttle.RateLimiter | None = None  # set by connect(): per host:port
+        self.limiter: throttle.RateLimit | None = None  # set by connect(): per host:port
         self.reconnects = 0
         self.sleep: Callable[[float], None] = time.sleep
+        # "host:port" as the connection limiter counts it (set by connect()): a throttle
+        # lowers that server's cap (engine/limits.py); the cuts seen are noted here.
+        self.server: str | None = None
+        self.notes: list[str] = []
 
     # -- connection -----------------------------------------------------------------
     @classmethod
@@ -148,6 +134,7 @@ class ImapStore:
         store = cls(reopen(), host=host, disabled=disabled,
                     reopen=reopen if throttle_settings is not None else None,
                     throttle_settings=throttle_settings, max_message_size=max_message_size)
+        store.server = limits.server_key(host, port)
         if throttle_settings is not None:
             store.limiter = throttle.limiter_for(f"{host}:{port}", throttle_settings)
         if {"CONDSTORE", "ENABLE"} <= store.capabilities:
@@ -344,9 +331,8 @@ class ImapStore:
             return
         data = self._call(self._fetch, compress_uids(uid_list),
                           ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
-        if self.limiter is not None:
-            self.limiter.acquire(len(data), sum(len(i.get(b"BODY[]") or b"")  # type: ignore
-                                                for i in data.values()))
+        self._rate(len(data), sum(len(i.get(b"BODY[]") or b"")  # type: ignore
+                                  for i in data.values()))
         for uid in uid_list:
             item = data.pop(uid, None)
             if item is None or b"BODY[]" not in item:
@@ -568,302 +554,3 @@ class ImapStore:
         by_seq = parse_fetch_response(data, c.normalise_times, False)
         return {int(item[b"UID"]): item for item in by_seq.values()  # type: ignore[arg-type]
                 if b"UID" in item}
-
-    # -- back-pressure ------------------------------------------------------------------
-    def _retry(self, command: str, once: Callable[[], "T"]) -> "T":
-        """Run one idempotent command through the server's back-pressure.
-
-        Throttled (Microsoft's "Suggested Backoff Time", [UNAVAILABLE], [INUSE], [LIMIT]
-        outside APPEND, Gmail's bandwidth limit): wait as told, then send it again. Lost
-        (BYE, reset, EOF) or token expired: wait, log in again (a fresh token), re-select
-        the folder, send it again. Reads, flag changes, UID EXPUNGE, CREATE and SELECT are
-        safe to repeat; APPEND is not (see :meth:`_append_retrying`). Gives up with an
-        EndpointError once the pass's wait budget (``max_total_wait``) is spent; other
-        IMAP errors go to the caller to grade.
-        """
-        while True:
-            try:
-                result = once()
-            except _LOST as exc:
-                if self._reconnecting or self._reopen is None:
-                    raise _endpoint_error(self._host, exc) from None
-                self._back_off(throttle.classify(_clean(str(exc)) or type(exc).__name__,
-                                                 command=command, lost=True))
-                continue
-            except IMAPClientError as exc:
-                bp = throttle.classify(_clean(str(exc)), command=command)
-                if bp is None or self._reconnecting or self._reopen is None:
-                    raise
-                self._back_off(bp)
-                continue
-            self.budget.succeeded()
-            return result
-
-    def _raise_if_back_pressure(self, exc: IMAPClientError, command: str) -> None:
-        """Back-pressure left over (no retrying, or given up) is the server's trouble, not
-        the folder's: an EndpointError with the server's suggested wait."""
-        text = _clean(str(exc))
-        bp = throttle.classify(text, command=command)
-        if bp is not None:
-            raise EndpointError(f"{self._host}: {text}", retry=Retry.WAIT,
-                                wait_seconds=bp.wait or 60) from None
-
-    def _back_off(self, bp: throttle.Backpressure | None) -> None:
-        assert bp is not None
-        self._wait(bp)
-        if bp.reconnect:
-            self._reconnect(bp)
-
-    def _wait(self, bp: throttle.Backpressure) -> None:
-        try:
-            wait = self.budget.next_wait(bp)
-        except throttle.ThrottledOut as exc:
-            raise ThrottledError(str(exc), retry=Retry.WAIT,
-                                wait_seconds=self.budget.settings.max_single_wait) from None
-        if wait > 0:
-            self.sleep(wait)
-
-    def _reconnect(self, bp: throttle.Backpressure) -> None:
-        """Log in again (a fresh token after an expired one) and re-select the folder
-        that was selected, in the same mode; a changed UIDVALIDITY is a FolderError (the
-        UIDs in hand mean other messages now)."""
-        assert self._reopen is not None
-        creds = getattr(self._reopen, "keywords", {}).get("credentials")
-        if bp.kind == "token-expired" and creds is not None and creds.tokens is not None:
-            creds.tokens.invalidate(creds.user)
-        _drop(self._c)
-        while True:
-            self._reconnecting = True
-            try:
-                self._c = self._reopen()
-                if {"CONDSTORE", "ENABLE"} <= self.capabilities:
-                    self._enable_modseq()
-                if self._selected is not None:
-                    try:
-                        st = self._c.select_folder(self._selected, readonly=self._readonly)
-                    except _LOST:
-                        raise
-                    except IMAPClientError as exc:  # gone or refused: not worth waiting
-                        if throttle.classify(_clean(str(exc)), command="SELECT") is None:
-                            self._selected = None
-                            raise FolderError(f"SELECT {self._selected!r} after reconnecting: "
-                                              f"{_clean(str(exc))}") from None
-                        raise
-                    if self._uidvalidity is not None and \
-                            self._uidvalidity[0] == self._selected and \
-                            int(st[b"UIDVALIDITY"]) != self._uidvalidity[1]:
-                        self._selected = None
-                        raise FolderError(f"{self._selected!r} changed UIDVALIDITY while "
-                                          f"reconnecting; it is read again next pass")
-                break
-            except (EndpointError, IMAPClientError, OSError) as exc:
-                # the server is still pushing back (or down): wait within the budget
-                self._wait(throttle.classify(str(exc), lost=True)  # type: ignore[arg-type]
-                           or throttle.Backpressure("lost", None, True, str(exc)))
-            finally:
-                self._reconnecting = False
-        self.reconnects += 1
-
-    def _ensure_alive(self) -> None:
-        """Before a command that must not be sent twice: read what the server said while
-        we were quiet. A BYE that came meanwhile (token expired, idle timeout, an admin's
-        kick) is then handled by reconnecting *before* the APPEND, not in its middle."""
-        if self._reopen is None:
-            return
-        try:
-            sock = self._c.socket()
-            waiting = bool(getattr(sock, "pending", lambda: 0)()) or \
-                bool(select.select([sock], [], [], 0)[0])
-        except (OSError, ValueError):
-            waiting = True
-        if waiting:
-            self._retry("NOOP", lambda: self._c.noop())
-
-    def _append_retrying(self, folder: str,
-                         messages: list[tuple[bytes, frozenset[str], datetime]]
-                         ) -> tuple[str, list]:
-        """APPEND through back-pressure, where that is safe.
-
-        A tagged NO that is back-pressure refused the message(s): nothing was stored, so
-        wait and send again. A connection lost in the middle is different: the server may
-        have stored them before it went, and sending again could duplicate. Then the pass
-        stops here with an EndpointError, and the journal's pending rows are settled from
-        what the destination holds at the start of the next pass (reconcile.py).
-        """
-        if self.limiter is not None:
-            self.limiter.acquire(len(messages), sum(len(m[0]) for m in messages))
-        while True:
-            self._ensure_alive()
-            try:
-                typ, data = self._append_command(folder, messages)
-            except _LOST as exc:
-                raise EndpointError(f"{self._host}: connection lost during APPEND to "
-                                    f"{folder!r} ({_clean(str(exc)) or type(exc).__name__}); "
-                                    f"the next pass settles it") from None
-            if typ != "OK" and self._reopen is not None:
-                text = _clean(b" ".join(d for d in data if isinstance(d, bytes))
-                              .decode("utf-8", "replace"))
-                bp = throttle.classify(text, command="APPEND")
-                if bp is not None:
-                    self._back_off(bp)
-                    continue
-            self.budget.succeeded()
-            return typ, data
-
-    def _call(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-        name = getattr(fn, "__name__", "command")
-        on_client = getattr(fn, "__self__", None) is self._c
-
-        def once():  # type: ignore[no-untyped-def]
-            # after a reconnect, a method of the old client is the new client's method
-            return (getattr(self._c, name) if on_client else fn)(*args, **kwargs)
-
-        try:
-            return self._retry(name.upper(), once)
-        except IMAPClientError as exc:
-            text = _clean(str(exc))
-            if any(code in text.upper() for code in _BACKOFF_CODES):
-                raise EndpointError(f"{self._host}: {text}", retry=Retry.WAIT,
-                                    wait_seconds=60) from None
-            raise FolderError(f"{getattr(fn, '__name__', 'command')} on "
-                              f"{self._selected!r}: {text}") from None
-
-
-def _open_client(*, host: str, port: int, security: str, credentials: Credentials,
-                 ca_file: str | None, verify_tls: bool, timeout: float) -> IMAPClient:
-    """A connected, secured, logged-in client: EndpointError (cannot connect, or the
-    server pushes back at login) or MailboxError (login refused)."""
-    try:
-        ctx = tls_context(ca_file, verify_tls) if security != "none" else None
-        client = IMAPClient(host, port=port, use_uid=True, ssl=security == "tls",
-                            ssl_context=ctx, timeout=timeout)
-        if security == "starttls":
-            client.starttls(ctx)
-    except ssl.SSLCertVerificationError as exc:
-        raise EndpointError(f"{host}:{port}: TLS certificate not trusted: "
-                            f"{exc.verify_message}", retry=Retry.FINAL) from None
-    except (OSError, socket.timeout, IMAPClientError, ssl.SSLError) as exc:
-        raise EndpointError(f"{host}:{port}: cannot connect: {exc}") from None
-    client.normalise_times = False
-    # imapclient sets imaplib's debug level to 5 so its logger sees the protocol: imaplib
-    # then repr()s every untagged response, message bodies included, even with logging
-    # off: a fifth of a full copy's CPU. Commands we send are still logged by imapclient.
-    client._imap.debug = 0
-    client.folder_encode = False
-    try:
-        authenticate(client, credentials)
-    except LoginError as exc:
-        _quiet_close(client)
-        text = _clean(str(exc))
-        bp = throttle.classify(text, command="LOGIN")
-        if bp is not None and bp.kind == "throttled":
-            raise EndpointError(f"{host}: login of {credentials.user} throttled: {text}",
-                                retry=Retry.WAIT, wait_seconds=bp.wait) from None
-        why = "; ".join(exc.problems) if isinstance(exc, TokenRefused) and exc.problems \
-            else ""
-        raise MailboxError(f"login as {credentials.user} failed on {host}: {text}"
-                           + (f" ({why})" if why else ""), retry=Retry.FINAL) from None
-    except (OSError, IMAPClientError) as exc:
-        _quiet_close(client)
-        raise _endpoint_error(host, exc) from None
-    except BaseException:  # no token to be had (TokenError), or interrupted
-        _quiet_close(client)
-        raise
-    return client
-
-
-def _with_appendlimit(caps: frozenset[str], limit: int) -> frozenset[str]:
-    """``caps`` with APPENDLIMIT lowered to ``limit`` (kept when the server's is lower)."""
-    current = [int(c.split("=", 1)[1]) for c in caps
-               if c.startswith("APPENDLIMIT=") and c.split("=", 1)[1].isdigit()]
-    if current and min(current) <= limit:
-        return caps
-    return frozenset({c for c in caps if not c.startswith("APPENDLIMIT")}
-                     | {f"APPENDLIMIT={limit}"})
-
-
-def _drop(client: IMAPClient) -> None:
-    """Close a connection that is (probably) dead without waiting for a LOGOUT answer."""
-    try:
-        client.shutdown()
-    except Exception:
-        pass
-
-
-_FETCH_UID = re.compile(rb"[( ]UID (\d+)")
-_FETCH_FLAGS = re.compile(rb"[( ]FLAGS \(([^)]*)\)")
-_FETCH_DATE = re.compile(rb'[( ]INTERNALDATE "([^"]+)"')
-_FETCH_SIZE = re.compile(rb"[( ]RFC822\.SIZE (\d+)")
-_FETCH_LITERAL_KEY = re.compile(rb"[( ](BODY\[[^\]]*\]) \{\d+\}$")
-
-
-def parse_fetch_fast(data: list) -> dict[int, dict[bytes, object]] | None:
-    """UID -> {item: value} from imaplib's answer to a UID FETCH of our usual items
-    (UID, FLAGS, INTERNALDATE, RFC822.SIZE, one BODY[...] literal); None when the answer
-    has another shape (the caller then uses imapclient's general parser).
-
-    Why not imapclient's parser: it tokenises every response in Python, which was a
-    fifth of a full copy's CPU. imaplib hands a response with a literal over as
-    ``(b'7 (UID 9 FLAGS (\\Seen) INTERNALDATE "..." BODY[] {1234}', <literal>)`` followed
-    by the rest of its line (``b')'``, or items a server sent after the literal); one
-    without a literal as plain bytes. A response without a UID (another session's flag
-    change, ``* 2 FETCH (FLAGS (...))``) is left out, as the general path does.
-    """
-    out: dict[int, dict[bytes, object]] = {}
-    i, n = 0, len(data)
-    while i < n:
-        item = data[i]
-        i += 1
-        entry: dict[bytes, object] = {}
-        if isinstance(item, tuple):
-            head = item[0].rstrip()
-            key = _FETCH_LITERAL_KEY.search(head)
-            if key is None:
-                return None
-            entry[key.group(1)] = item[1]
-            text = head
-            if i < n and isinstance(data[i], bytes):
-                text += data[i]
-                i += 1
-        elif isinstance(item, bytes):
-            text = item
-            if b"{" in text:  # a literal imaplib did not split off: not our shape
-                return None
-        else:
-            continue
-        uid = _FETCH_UID.search(text)
-        if uid is None:
-            continue
-        flags = _FETCH_FLAGS.search(text)
-        if flags is not None:
-            entry[b"FLAGS"] = tuple(flags.group(1).split())
-        date = _FETCH_DATE.search(text)
-        if date is not None:
-            entry[b"INTERNALDATE"] = parse_to_datetime(date.group(1), normalise=False)
-        size = _FETCH_SIZE.search(text)
-        if size is not None:
-            entry[b"RFC822.SIZE"] = int(size.group(1))
-        out[int(uid.group(1))] = entry
-    return out
-
-
-def parse_body_fetch(data: list) -> dict[int, dict[bytes, object]]:
-    """The answer to a body FETCH: only the responses that carry a BODY[]."""
-    parsed = parse_fetch_fast(data) or {}
-    return {u: e for u, e in parsed.items() if b"BODY[]" in e and b"INTERNALDATE" in e}
-
-
-def _clean(text: str) -> str:
-    """imapclient wraps server text as "b'...'"; show the server's words only."""
-    m = re.search(r"b['\"](.*)['\"]", text)
-    return (m.group(1) if m else text).strip()
-
-
-def _quiet_close(client: IMAPClient) -> None:
-    try:
-        client.logout()
-    except Exception:
-        try:
-            client.shutdown()
-        except Exception:
-            pass
