@@ -88,8 +88,10 @@ def preflight(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Onl
     from rich.table import Table
 
     from mxshift import preflight as preflight_mod
+    from mxshift.runners import shared_limits
 
-    with opened() as proj:
+    # connections counted with the workers' (in Redis, when configured)
+    with opened() as proj, shared_limits():
         results = preflight_mod.preflight(proj, mailbox)
     if as_json:
         out.print_json(json.dumps([_preflight_json(r) for r in results]))
@@ -131,9 +133,10 @@ def sync(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only thi
              False, "--allow-mass-delete",
              help="Apply deletions even above the deletion ceiling.")) -> None:
     """Copy: a full prestage on the first run, a delta afterwards."""
-    from mxshift.runners import run_passes
+    from mxshift.runners import run_passes, shared_limits
 
-    with opened() as proj:
+    # connections counted with the workers' (in Redis, when configured)
+    with opened() as proj, shared_limits():
         # here or on Celery workers (MXSHIFT_BROKER_URL): runners/__init__.py
         ids = [m.id for m in proj.mailboxes(mailbox)] if mailbox else None
         if state.quiet:

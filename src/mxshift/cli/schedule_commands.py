@@ -116,11 +116,13 @@ def run(max_sleep: float = typer.Option(300.0, "--max-sleep", min=0.1, hidden=Tr
 
     Survives restarts (one catch-up pass after downtime); SIGTERM or Ctrl-C stops it after
     the running passes finish (a second signal stops at once; nothing is lost either way)."""
+    from mxshift.runners import shared_limits
     from mxshift.schedule.scheduler import Scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%Y-%m-%d %H:%M:%S")
-    with opened() as proj:
+    # connections counted with the workers' (in Redis, when configured)
+    with opened() as proj, shared_limits():
         sched = Scheduler(proj, max_sleep=max_sleep)
 
         def on_signal(signum: int, frame: object) -> None:
@@ -147,12 +149,14 @@ def cutover_cmd(
     """Check DNS for every project domain, run the final sync, start the sweep window."""
     from mxshift import cutover as cutover_mod
     from mxshift.cli.progress import RichProgress
+    from mxshift.runners import shared_limits
     from mxshift.schedule import store as tl
 
     if (at is None) == (not now):
         fail("give --now or --at TIME")
     when = _time(at, "--at")
-    with opened() as proj:
+    # connections counted with the workers' (in Redis, when configured)
+    with opened() as proj, shared_limits():
         if state.quiet or (when and when > tl.now_utc()):
             result = cutover_mod.cutover(proj, at=when, force=force, actor=_actor())
         else:
@@ -180,8 +184,10 @@ def sweep(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only th
     """One post-cutover sweep now: copy mail that still reached the old server."""
     from mxshift import strays as strays_mod
     from mxshift import sync as sync_mod
+    from mxshift.runners import shared_limits
 
-    with opened() as proj:
+    # connections counted with the workers' (in Redis, when configured)
+    with opened() as proj, shared_limits():
         if not sync_mod.cutover_done(proj):
             fail("no cutover yet: sweeps start after `mxshift cutover` (before it, use "
                  "`mxshift sync`)")

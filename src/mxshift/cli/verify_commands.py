@@ -54,9 +54,11 @@ def verify(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only t
            ) -> None:
     """Compare source and destination message by message, from the servers; exit 2 on open
     findings."""
+    from mxshift.runners import shared_limits
     from mxshift.verify import run as run_mod
 
-    with opened() as proj:
+    # connections counted with the workers' (in Redis, when configured)
+    with opened() as proj, shared_limits():
         results = run_mod.verify(proj, only=mailbox, deep=deep)
     if as_json:
         out.print_json(json.dumps([r.as_json() for r in results]))

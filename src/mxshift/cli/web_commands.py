@@ -25,9 +25,13 @@ def serve(
 ) -> None:
     """Serve the dashboard (pages, JSON API, actions) over the project's state; runs beside
     `mxshift sync` on the same database."""
+    from mxshift.runners import shared_limits
     from mxshift.web import serve as serve_mod
 
-    with opened() as proj:
+    def warn(problem: str) -> None:  # pages need no Redis: serve them anyway
+        _say(f"warning: {problem}; dashboard actions that connect will fail until it answers")
+
+    with opened() as proj, shared_limits(on_unreachable=warn):
         serve_mod.check_port(host, port)
         made = serve_mod.prepare(proj, reset=reset_credentials)
         serve_mod.announce(made, serve_mod.base_url(host, port), _say)
