@@ -318,18 +318,19 @@ def _endpoint(t: _Table, directory: Path) -> Endpoint:
         provider=provider,
         auth=auth,
         oauth=oauth,
-        throttle=_throttle(t.table("throttle")),
+        throttle=_throttle(t.table("throttle"), "user" if provider == "gmail" else "server"),
         max_message_size=_size(t, "max_message_size",
                                prof.max_message_size if prof else None),
     )
 
 
-def _throttle(t: _Table) -> ThrottleSettings:
-    """``[x.throttle]``: how long a pass may wait out the server, and rate limits."""
+def _throttle(t: _Table, day_scope: str = "server") -> ThrottleSettings:
+    """``[x.throttle]``: how long a pass may wait out the server, and rate limits.
+    ``day_scope``: the provider's default bytes_per_day_scope (Gmail's cap is per user)."""
     t.allow("max_total_wait", "default_wait", "max_single_wait", "messages_per_second",
-            "bytes_per_second", "bytes_per_day", "connection_recovery")
+            "bytes_per_second", "bytes_per_day", "connection_recovery", "bytes_per_day_scope")
     if not t.present:
-        return ThrottleSettings()
+        return ThrottleSettings(bytes_per_day_scope=day_scope)
     mps = t.get("messages_per_second", None)
     return ThrottleSettings(
         max_total_wait=_number(t, "max_total_wait", 1800.0),
@@ -339,6 +340,7 @@ def _throttle(t: _Table) -> ThrottleSettings:
         bytes_per_second=_size(t, "bytes_per_second", None),
         bytes_per_day=_size(t, "bytes_per_day", None),
         connection_recovery=_number(t, "connection_recovery", 300.0),
+        bytes_per_day_scope=_choice(t, "bytes_per_day_scope", ("user", "server"), day_scope),
     )
 
 

@@ -49,6 +49,9 @@ class MappingRules:
     include: tuple[str, ...] = ("*",)  # fnmatch globs (case-sensitive); exclude wins
     exclude: tuple[str, ...] = ()
     renames: tuple[RenameRule, ...] = ()  # first matching rule applies
+    # LIST flags whose folders are not copied (a Gmail source's views: \All, \Important,
+    # \Flagged; mxshift.providers): the flag holds in any display language, names do not
+    exclude_flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -252,14 +255,18 @@ def map_folders(source_folders: Iterable[RemoteFolder], source_ns: Namespace,
         merged.setdefault(folder.name, set()).update(_flags(folder))
     excluded: list[tuple[str, str]] = []
     entries: list[_Entry] = []
+    view_flags = {f.lower(): f for f in rules.exclude_flags}
     for raw in sorted(merged):
         src = logical_path(raw, source_ns)
         path = _display(src)
         hit = next((g for g in rules.exclude if fnmatch.fnmatchcase(path, g)), None)
+        flag = next((view_flags[f] for f in sorted(merged[raw]) if f in view_flags), None)
         if not src:
             excluded.append((raw, "namespace root, not a folder"))
         elif hit is not None:
             excluded.append((raw, f"excluded by pattern '{hit}'"))
+        elif flag is not None:
+            excluded.append((raw, f"a view of other folders ({flag}), not copied as a folder"))
         elif not any(fnmatch.fnmatchcase(path, g) for g in rules.include):
             excluded.append((raw, "not matched by any include pattern"))
         else:

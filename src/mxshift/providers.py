@@ -27,6 +27,10 @@ class Profile:
     max_connections: int = 10         # per endpoint, shared by all mailboxes in flight
     max_message_size: int | None = None  # larger messages are skipped, with the reason
     size_reason: str = ""
+    size_phrase: str = ""            # "the 35 MB <size_phrase>": who refuses larger ones
+    # LIST flags of a *source*'s views (Gmail's \All, \Important, \Flagged): excluded
+    # like virtual_folders, whatever language the folder names are in
+    virtual_flags: tuple[str, ...] = ()
     auth: str = "password"            # "xoauth2" where the service wants OAuth2
     token_provider: str | None = None  # the usual [x.oauth] token_provider
     # Folders that are views of other folders on a *source* (copying them would copy every
@@ -45,6 +49,7 @@ PROFILES: dict[str, Profile] = {
         name="microsoft365", host="outlook.office365.com", max_connections=8,
         max_message_size=35 * _MiB,
         size_reason="Microsoft 365 accepts messages up to 35 MB over IMAP",
+        size_phrase="Microsoft 365 accepts over IMAP",
         auth="xoauth2", token_provider="microsoft",
         special_use=(("sent", "Sent Items"), ("trash", "Deleted Items"),
                      ("junk", "Junk Email"), ("drafts", "Drafts"), ("archive", "Archive")),
@@ -56,6 +61,8 @@ PROFILES: dict[str, Profile] = {
         name="gmail", host="imap.gmail.com", max_connections=15,
         max_message_size=25 * _MiB,
         size_reason="Gmail accepts messages up to 25 MB",
+        size_phrase="Gmail accepts",
+        virtual_flags=("\\All", "\\Important", "\\Flagged"),
         auth="xoauth2", token_provider="google",
         virtual_folders=("[Gmail]/All Mail", "[Gmail]/Important", "[Gmail]/Starred",
                          "[Google Mail]/All Mail", "[Google Mail]/Important",
@@ -106,3 +113,21 @@ def size_limit_reason(p: Profile | None, size: int) -> str | None:
     if p is None or p.max_message_size is None or size <= p.max_message_size:
         return None
     return f"{p.size_reason} ({size} bytes > {p.max_message_size})"
+
+
+def oversize_reason(p: Profile | None, size: int, limit: int) -> str:
+    """The skip reason of a message of ``size`` bytes over ``limit``: names the provider
+    when the limit is its profile's ("larger than the 35 MB Microsoft 365 accepts over
+    IMAP"), so the admin knows no setting of ours will let it through; otherwise the
+    limit came from [options] max_message_size or the server's APPENDLIMIT."""
+    if p is not None and p.max_message_size == limit and p.size_phrase:
+        return (f"message of {size} bytes is larger than the {limit // _MiB} MB "
+                f"{p.size_phrase}")
+    return (f"message of {size} bytes exceeds the limit of {limit} bytes "
+            "(max_message_size or the destination's APPENDLIMIT)")
+
+
+def source_flag_exclusions(p: Profile | None) -> tuple[str, ...]:
+    """LIST flags whose folders a source on this provider does not copy (see
+    :func:`source_exclusions`; these hold whatever the display language)."""
+    return p.virtual_flags if p is not None else ()

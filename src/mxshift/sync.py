@@ -23,6 +23,7 @@ from mxshift.engine.settings import PassSettings
 from mxshift.engine.sweep import SweepPass
 from mxshift.mapping import MappingRules, RenameRule
 from mxshift.notify import announce
+from mxshift.providers import profile, source_flag_exclusions
 from mxshift.project import OpenProject
 from mxshift.state.models import Mailbox, utcnow
 from mxshift.state.schedule_models import Timeline
@@ -31,12 +32,15 @@ from mxshift.verify.gate import ensure_not_complete
 
 def pass_settings(proj: OpenProject, *, allow_mass_delete: bool = False) -> PassSettings:
     o, f = proj.config.options, proj.config.folders
+    views = source_flag_exclusions(profile(proj.config.source.provider))
     rules = MappingRules(include=f.include, exclude=f.exclude,
-                         renames=tuple(RenameRule(r.pattern, r.replacement) for r in f.renames))
+                         renames=tuple(RenameRule(r.pattern, r.replacement) for r in f.renames),
+                         exclude_flags=views)
     return PassSettings(rules=rules, max_message_size=o.max_message_size,
                         deletion_ceiling=o.deletion_ceiling, deletion_floor=o.deletion_floor,
                         batch_messages=o.batch_messages, batch_bytes=o.batch_bytes,
-                        allow_mass_delete=allow_mass_delete)
+                        allow_mass_delete=allow_mass_delete,
+                        destination_provider=proj.config.destination.provider)
 
 
 def sync(proj: OpenProject, *, only: str | None = None, allow_mass_delete: bool = False,

@@ -25,6 +25,7 @@ from mxshift.engine.locate import locate
 from mxshift.engine.plan import batches, copyable_flags
 from mxshift.errors import MessageError
 from mxshift.identity import content_hash, fingerprint, fingerprint_bytes
+from mxshift.providers import oversize_reason, profile
 from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair, Pass
 from mxshift.store.base import FolderStatus, RawMessage, Store
@@ -183,8 +184,8 @@ class FolderCopier:
         for m in msgs:
             if self.size_limit and m.size > self.size_limit:
                 self._skip(m.uid, m.fingerprint, m.size, m.subject,
-                           f"message of {m.size} bytes exceeds the limit of {self.size_limit} "
-                           "bytes (max_message_size or the destination's APPENDLIMIT)",
+                           oversize_reason(profile(self.settings.destination_provider),
+                                           m.size, self.size_limit),
                            existing=False)
                 continue
             if pool is not None and m.strong and pool.get(m.fingerprint):

@@ -19,3 +19,5 @@ class PassSettings:
     # Connection pairs one pass may use to copy folders in parallel (1 = serial). The
     # project file's default is higher; sync.py lowers it to fit the servers' caps.
     folder_parallelism: int = 1
+    # [destination] provider: a size limit that is its profile's is named in skip reasons
+    destination_provider: str | None = None

@@ -21,7 +21,10 @@ request reserved by a worker that died before sending them stay counted for the 
 erring on the side of the provider's cap.
 
 Keys (prefix ``mxshift:rate:``): ``{server}:msg`` and ``{server}:bytes`` the next start
-times, ``{server}:day:{n}`` bytes sent on UTC day ``n`` (days since 1970-01-01).
+times, ``{server}:day:{n}`` bytes sent on UTC day ``n`` (days since 1970-01-01). With
+``bytes_per_day_scope = "user"`` (Gmail) the day is counted under ``{server}/{user}``
+(:func:`mxshift.store.throttle.limiter_for` asks for it so; the other limits stay the
+server's).
 """
 
 from __future__ import annotations

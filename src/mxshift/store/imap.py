@@ -136,7 +136,8 @@ class ImapStore(BackPressure):
                     throttle_settings=throttle_settings, max_message_size=max_message_size)
         store.server = limits.server_key(host, port)
         if throttle_settings is not None:
-            store.limiter = throttle.limiter_for(f"{host}:{port}", throttle_settings)
+            store.limiter = throttle.limiter_for(f"{host}:{port}", throttle_settings,
+                                                 user=credentials.user)
         if {"CONDSTORE", "ENABLE"} <= store.capabilities:
             # So that SELECT reports HIGHESTMODSEQ (RFC 7162 3.1.8): the folder's
             # change counter as of the moment we start reading it.

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 _BACKOFF = re.compile(r"suggested\s+back\s*-?off\s+time:\s*(\d+)\s*(milliseconds|ms|seconds|s)\b",
@@ -89,6 +89,9 @@ class ThrottleSettings:
     messages_per_second: float | None = None
     bytes_per_second: int | None = None
     bytes_per_day: int | None = None  # Gmail: about 500 MB/day of IMAP uploads per user
+    # whose budget bytes_per_day is: "server" (host:port, all mailboxes together) or
+    # "user" (per mailbox on that server: Gmail's cap is per user; config defaults it so)
+    bytes_per_day_scope: str = "server"
     # after a throttle halves the server's connection cap: seconds without one per +1
     connection_recovery: float = 300.0
 
@@ -297,11 +300,46 @@ def rate_limits() -> RateLimits:
     return _rate_limits
 
 
-def limiter_for(server: str, settings: ThrottleSettings) -> RateLimit | None:
-    """The rate limit of ``server`` (None when no rate is configured), kept by the
-    installed :class:`RateLimits`."""
-    if not settings.limited:
-        return None
+def day_key(server: str, user: str) -> str:
+    """The key of one user's daily budget on ``server`` (both limiters): "host:port/user"."""
+    return f"{server}/{user}"
+
+
+@dataclass(frozen=True)
+class UserDayRate:
+    """:class:`RateLimit` with the daily budget per mailbox user and the other limits per
+    server. Why: Gmail's upload cap is per user; counting all mailboxes of imap.gmail.com
+    against one 500 MB would stall a migration of many users after the first few.
+
+    The day is asked first: a spent budget raises before any server rate is reserved."""
+
+    day: RateLimit
+    rest: RateLimit | None
+
+    def acquire(self, messages: int, nbytes: int) -> float:
+        waited = self.day.acquire(messages, nbytes)
+        return waited + (self.rest.acquire(messages, nbytes) if self.rest else 0.0)
+
+
+def _bind(server: str, settings: ThrottleSettings) -> RateLimit:
     if isinstance(_rate_limits, LocalRateLimits):
         return _rate_limits.limiter(server, settings)
     return ServerRate(_rate_limits, server, settings)
+
+
+def limiter_for(server: str, settings: ThrottleSettings,
+                user: str | None = None) -> RateLimit | None:
+    """The rate limit of ``server`` (None when no rate is configured), kept by the
+    installed :class:`RateLimits`. With ``bytes_per_day_scope = "user"`` and a ``user``,
+    the daily budget is that user's on the server (:class:`UserDayRate`); connections of
+    the same user share it, other users have their own."""
+    if not settings.limited:
+        return None
+    if user and settings.bytes_per_day and settings.bytes_per_day_scope == "user":
+        rest = replace(settings, bytes_per_day=None)
+        day = ThrottleSettings(max_total_wait=settings.max_total_wait,
+                               bytes_per_day=settings.bytes_per_day,
+                               bytes_per_day_scope="user")
+        return UserDayRate(_bind(day_key(server, user), day),
+                           _bind(server, rest) if rest.limited else None)
+    return _bind(server, settings)
