@@ -7,11 +7,16 @@ from collections.abc import Iterator
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from mxshift.testbed.dovecot import DovecotServer, ServerPool
 from mxshift.testbed.unbound import DnsTestbed, start_dns_testbed
+
+if TYPE_CHECKING:  # imported inside the fixtures: these servers are optional
+    from mxshift.testbed.postgres import PostgresServer
+    from mxshift.testbed.redis import RedisServer
 
 # ---------------------------------------------------------------------------------------
 # Real Dovecot servers (session-scoped, started on first use, stopped together at the end)
