@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from harness import Bed, make_message
 from sqlalchemy import select
-from test_engine_scenarios import SCENARIOS, Scenario, _expect, _no_change, _prepare
+from test_engine_scenarios import (SCENARIOS, Scenario, _expect, _no_change, _prepare,
+                                   crash_at_every_step)
 from test_qresync import count_reads
 
 from mxshift.engine.journal import CrashAt, Hooks, SimulatedCrash
@@ -100,28 +101,7 @@ def test_delta_scenarios_per_mode(sc: Scenario, mode: str, request, tmp_path) ->
 @pytest.mark.parametrize("mode", ["condstore", "full-scan"])
 @pytest.mark.parametrize("sc", CRASH, ids=str)
 def test_crash_at_every_step_per_mode(sc: Scenario, mode: str, request, tmp_path) -> None:
-    counter = _bed(request, mode, tmp_path, "count")
-    try:
-        _prepare(counter, sc)
-        probe = CrashAt(None)
-        counter.run(hooks=probe, **sc.settings)
-    finally:
-        counter.close()
-    assert probe.count > 0
-    for n in range(0, probe.count, CRASH_STRIDE):
-        bed = _bed(request, mode, tmp_path, f"crash{n}")
-        try:
-            _prepare(bed, sc)
-            with pytest.raises(SimulatedCrash):
-                bed.run(hooks=CrashAt(n), **sc.settings)
-            bed.run(**sc.settings)
-            try:
-                _expect(bed, sc)
-                _no_change(bed.run(**sc.settings))
-            except AssertionError as exc:
-                raise AssertionError(f"after a crash at step {n} ({probe.labels[n]}): {exc}")
-        finally:
-            bed.close()
+    crash_at_every_step(lambda name: _bed(request, mode, tmp_path, name), sc, CRASH_STRIDE)
 
 
 # -- what QRESYNC is for ---------------------------------------------------------------

@@ -295,20 +295,19 @@ def test_lost_state(sc: Scenario, request, tmp_path) -> None:
         bed.close()
 
 
-@pytest.mark.parametrize("servers", list(PAIRS))
-@pytest.mark.parametrize("sc", SCENARIOS, ids=str)
-def test_crash_at_every_step(sc: Scenario, servers: str, request, tmp_path) -> None:
-    counter = _bed(request, PAIRS[servers], tmp_path, "count")
+def crash_at_every_step(make_bed: Callable[[str], Bed], sc: Scenario, stride: int) -> None:
+    """Count the pass's checkpoints on one bed, then on a fresh bed per checkpoint: kill
+    the pass there, resume it, and demand the expected state and a quiet re-run."""
+    counter = make_bed("count")
     try:
         _prepare(counter, sc)
         probe = CrashAt(None)
         counter.run(hooks=probe, **sc.settings)
     finally:
         counter.close()
-    steps = probe.count
-    assert steps > 0
-    for n in range(0, steps, sc.crash_stride):
-        bed = _bed(request, PAIRS[servers], tmp_path, f"crash{n}")
+    assert probe.count > 0
+    for n in range(0, probe.count, stride):
+        bed = make_bed(f"crash{n}")
         try:
             _prepare(bed, sc)
             with pytest.raises(SimulatedCrash):
@@ -321,3 +320,10 @@ def test_crash_at_every_step(sc: Scenario, servers: str, request, tmp_path) -> N
                 raise AssertionError(f"after a crash at step {n} ({probe.labels[n]}): {exc}")
         finally:
             bed.close()
+
+
+@pytest.mark.parametrize("servers", list(PAIRS))
+@pytest.mark.parametrize("sc", SCENARIOS, ids=str)
+def test_crash_at_every_step(sc: Scenario, servers: str, request, tmp_path) -> None:
+    crash_at_every_step(lambda name: _bed(request, PAIRS[servers], tmp_path, name), sc,
+                        sc.crash_stride)

@@ -65,16 +65,16 @@ def trend(arrivals: list[datetime], cutover: datetime, until: datetime) -> list[
 
 def summary(points: list[TrendPoint]) -> str:
     """"12 stray messages in hour 1, 3 in hour 2, 0 since hour 5"."""
-    if not points or not any(p.count for p in points):
+    busy = [p for p in points if p.count]
+    if not busy:
         return "no stray messages since the cutover"
-    last = max(i for i, p in enumerate(points) if p.count)
-    shown = [f"{p.count} in hour {p.hour}" for p in points[:last + 1] if p.count]
-    shown[0] = shown[0].replace(" in", " stray message" + ("s" if points[
-        next(i for i, p in enumerate(points) if p.count)].count != 1 else "") + " in", 1)
-    text = ", ".join(shown)
-    if last + 1 < len(points):
-        text += f", 0 since hour {points[last + 1].hour}"
-    return text
+    first = busy[0]
+    parts = [f"{first.count} stray message{'s' if first.count != 1 else ''} in hour "
+             f"{first.hour}"] + [f"{p.count} in hour {p.hour}" for p in busy[1:]]
+    quiet_from = busy[-1].hour + 1
+    if quiet_from <= points[-1].hour:
+        parts.append(f"0 since hour {quiet_from}")
+    return ", ".join(parts)
 
 
 def _utc(dt: datetime | None) -> datetime | None:
