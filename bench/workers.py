@@ -2,6 +2,7 @@
 SQLite and with PostgreSQL as the state store, against the local runner.
 
     .venv/bin/python bench/workers.py [--mailboxes 20] [--messages 60] [--workers 1,2,4]
+    .venv/bin/python bench/workers.py --split [--messages 1500] [--workers 1,2,4]
 
 Starts two Dovecots (no fsync), a PostgreSQL and a redis-server of its own, loads the
 source once, then per configuration: a fresh project and fresh destination accounts,
@@ -10,6 +11,10 @@ pass each at a time), and times the real CLI `mxshift -q sync` twice: the full c
 (throughput) and the no-change pass after it (what the queue costs per mailbox, measured
 against the local runner's no-change pass). Every destination is checked identical to
 its source after the first sync.
+
+``--split``: one large mailbox (12 folders) on PostgreSQL, its first sync on N workers
+with the pass split into folder-pair tasks (``[distributed] split_mailbox_above``) and,
+for comparison, not split (one worker copies it whatever N is).
 """
 
 from __future__ import annotations
@@ -54,12 +59,65 @@ def snap(server: DovecotServer, user: str, password: str):  # type: ignore[no-un
         c.logout()
 
 
+def split_runs(args: argparse.Namespace, counts: list[int], work: Path, src: DovecotServer,
+               dst: DovecotServer, pg, rd) -> None:  # type: ignore[no-untyped-def]
+    """One large mailbox, split or not, on N workers (PostgreSQL state)."""
+    u, p = src.new_user("big")
+    spec = CorpusSpec(seed=42, messages=args.messages, folders=12, size_profile="realistic",
+                      max_size=512 * 1024)
+    c = src.connect(u, p)
+    load(c, generate(spec), folders=folder_tree(spec))
+    c.logout()
+    source = snap(src, u, p)
+    total = sum(len(v) for v in source.values())
+    size = sum(m.size for v in source.values() for m in v)
+    print(f"source: 1 mailbox, {len(source)} folders, {total} messages, "
+          f"{size / 2**20:.1f} MiB")
+    print(f"{'workers':>7} {'split':>6} {'full s':>7} {'MiB/s':>6} {'parts':>5} {'owners':>6}")
+    for n in counts:
+        for split in ("off", "1MB"):
+            run = f"split-{n}-{split}-{uuid.uuid4().hex[:6]}".replace("MB", "m")
+            directory = work / run
+            directory.mkdir()
+            (directory / "mxshift.toml").write_text(
+                f'[source]\nhost = "127.0.0.1"\nport = {src.port}\nsecurity = "none"\n'
+                f'max_connections = 50\n[destination]\nhost = "127.0.0.1"\n'
+                f'port = {dst.port}\nsecurity = "none"\nmax_connections = 50\n'
+                f'[distributed]\nsplit_mailbox_above = "{split}"\nsplit_parts = {max(n, 2)}\n')
+            d, dp = dst.new_user("d")
+            (directory / "m.csv").write_text(HEADER + f"{u},{p},{d},{dp}\n")
+            env = {"MXSHIFT_DATABASE_URL": pg.new_database(run.replace("-", "_")),
+                   "MXSHIFT_BROKER_URL": rd.url(), "MXSHIFT_QUEUE": run}
+            cli(directory, env, "db", "upgrade")
+            cli(directory, env, "mailboxes", "import", str(directory / "m.csv"))
+            fleet = WorkerFleet(directory, env, directory / "logs")
+            try:
+                fleet.start(n)
+                full, out = cli(directory, env, "sync")
+            finally:
+                fleet.stop_all()
+            assert f"prestage ok: {total} copied" in out, out
+            assert diff(source, snap(dst, d, dp)) == [], run
+            import psycopg
+
+            with psycopg.connect(env["MXSHIFT_DATABASE_URL"].replace("+psycopg", "")) as conn:
+                parts, owners = conn.execute(
+                    "SELECT count(*), count(DISTINCT owner) FROM pass "
+                    "WHERE parent_id IS NOT NULL").fetchone()  # type: ignore[misc]
+            print(f"{n:>7} {split:>6} {full:7.1f} {size / 2**20 / full:6.1f} {parts:>5} "
+                  f"{owners:>6}", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mailboxes", type=int, default=20)
-    ap.add_argument("--messages", type=int, default=60, help="per mailbox")
+    ap.add_argument("--messages", type=int, default=None,
+                    help="per mailbox (default 60; 1500 with --split)")
     ap.add_argument("--workers", default="1,2,4")
+    ap.add_argument("--split", action="store_true",
+                    help="one large mailbox, split into folder-pair tasks or not")
     args = ap.parse_args()
+    args.messages = args.messages or (1500 if args.split else 60)
     counts = [int(n) for n in args.workers.split(",")]
     work = Path(tempfile.mkdtemp(prefix="mxshift-bench-workers-"))
     cfg = DovecotConfig(fsync=False)
@@ -68,6 +126,9 @@ def main() -> int:
     pg = start_postgres(work / "pg")
     rd = start_redis(work / "redis")
     try:
+        if args.split:
+            split_runs(args, counts, work, src, dst, pg, rd)
+            return 0
         sources = []
         total_bytes = 0
         t0 = time.monotonic()

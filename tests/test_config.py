@@ -578,6 +578,8 @@ def test_template_optional_settings_are_valid_when_uncommented(tmp_path: Path) -
     assert config.options.max_message_size == 35 * 1024 * 1024
     assert config.schedule.cutover_at == datetime(2026, 12, 5, 17, 0, tzinfo=timezone.utc)
     assert config.schedule.sweep_window == timedelta(hours=48)
+    assert (config.distributed.split_mailbox_above, config.distributed.split_parts) == (
+        20 * 1024**3, 8)
 
     csv_lines = (tmp_path / MAILBOX_FILE).read_text(encoding="utf-8").splitlines()
     example = [line[2:] for line in csv_lines if line.startswith("# alice")]

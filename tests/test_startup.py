@@ -21,29 +21,39 @@ from mxshift.testbed.dovecot import DovecotServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Needed only by some commands: dashboard, Celery workers, cloud OAuth, DNS check,
-#: reports, schema migrations. ``google.auth`` is a package inside ``google``.
-HEAVY = ("celery", "fastapi", "uvicorn", "msal", "google.auth", "jinja2", "dns", "alembic",
-         "mako")
+#: Needed only by some commands: dashboard, Celery workers and their broker, cloud OAuth,
+#: DNS check, reports, schema migrations. ``google.auth`` is a package inside ``google``.
+#: Pydantic: Typer would coerce every option value with it; cli/coercion.py spares the
+#: plain ones.
+HEAVY = ("celery", "kombu", "redis", "fastapi", "uvicorn", "msal", "google.auth", "jinja2",
+         "dns", "alembic", "mako", "pydantic", "pydantic_core")
+
+#: Not for a pass that finds nothing to do either: notifications (SMTP), the verification
+#: reader behind the completion gate, the CSV import, the templates, progress bars (not a
+#: terminal), Rich tables (sync prints lines).
+NOT_FOR_A_NO_CHANGE_SYNC = ("smtplib", "urllib.request", "mxshift.verify.run",
+                            "mxshift.mailbox_csv", "mxshift.templates", "rich.progress",
+                            "rich.table")
 
 
-def _modules_after(code: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+def _modules_after(code: str, tmp_path: Path, env: dict[str, str] | None = None
+                   ) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     """Run ``code`` in a fresh interpreter (no MXSHIFT_* settings from the caller: SQLite
-    state, local runner); the modules it had loaded when it exited."""
+    state, local runner; plus ``env``); the modules it had loaded when it exited."""
     dump = tmp_path / "modules.json"
     prelude = ("import atexit, json, sys\n"
                f"atexit.register(lambda: open({str(dump)!r}, 'w').write("
                "json.dumps(sorted(sys.modules))))\n")
     proc = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True,
                           text=True, cwd=ROOT, timeout=120,
-                          env={k: v for k, v in os.environ.items()
-                               if not k.startswith("MXSHIFT_")})
+                          env={**{k: v for k, v in os.environ.items()
+                                  if not k.startswith("MXSHIFT_")}, **(env or {})})
     assert dump.exists(), proc.stderr
     return proc, set(json.loads(dump.read_text()))
 
 
-def _heavy(modules: set[str]) -> list[str]:
-    return sorted(m for m in modules for h in HEAVY if m == h or m.startswith(h + "."))
+def _heavy(modules: set[str], heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    return sorted(m for m in modules for h in heavy if m == h or m.startswith(h + "."))
 
 
 def _cli(*args: str) -> str:
@@ -58,8 +68,11 @@ def test_importing_the_cli_pulls_in_no_heavy_library(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "mxshift.cli.verify_commands" in modules  # the command tree is all there
     assert _heavy(modules) == []
-    # the state layer is the commands' business too, not the command tree's
+    # the state layer is the commands' business too, not the command tree's; so are the
+    # schedule's parsers, Rich's tables and progress bars, and decrypting passwords
     assert "sqlalchemy" not in modules and "mxshift.state.db" not in modules
+    assert _heavy(modules, ("mxshift.schedule", "rich.table", "rich.progress", "cryptography",
+                            "imapclient")) == []
 
 
 def test_help_lists_every_command_without_heavy_libraries(tmp_path: Path) -> None:
@@ -100,6 +113,27 @@ def test_no_change_sync_opens_a_current_schema_without_alembic(
     assert " 0 copied" in proc.stdout and "delta ok" in proc.stdout, proc.stdout
     assert "imapclient" in modules  # it did talk to the servers
     assert _heavy(modules) == []
+    assert _heavy(modules, NOT_FOR_A_NO_CHANGE_SYNC) == []
+
+    # without -q but not at a terminal (cron, a pipe): the result lines, no progress bars
+    proc, modules = _modules_after(_cli("-C", str(project), "sync"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "delta ok" in proc.stdout and "━" not in proc.stdout, proc.stdout
+    assert _heavy(modules, HEAVY + NOT_FOR_A_NO_CHANGE_SYNC) == []
+    # at a terminal (Rich takes TTY_COMPATIBLE=1 for one): the bars, then the result lines
+    proc, modules = _modules_after(_cli("-C", str(project), "sync"), tmp_path,
+                                   env={"TTY_COMPATIBLE": "1", "TERM": "xterm"})
+    assert proc.returncode == 0, proc.stderr
+    assert "all mailboxes" in proc.stdout and "━" in proc.stdout, proc.stdout
+    assert "delta ok" in proc.stdout and "rich.progress" in modules
+
+    # status reads the state database: no IMAP pass, no password to decrypt
+    proc, modules = _modules_after(_cli("-C", str(project), "status"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert su in proc.stdout
+    assert "sqlalchemy.orm" in modules  # it did read the state
+    assert _heavy(modules, HEAVY + ("cryptography", "mxshift.engine", "rich.progress",
+                                    "smtplib")) == []
 
 
 # -- the head revision read from the migration files -------------------------------------
@@ -150,3 +184,73 @@ def test_current_revision_reads_the_stamp(tmp_path: Path) -> None:
         assert state_db.current_revision(engine) == state_db.head_revision()
     finally:
         engine.dispose()
+
+
+# -- the garbage collector around a command's start-up (cli/startup.py) ------------------
+
+
+def _project_without_servers(directory: Path) -> None:
+    """A project with a state database and one mailbox; no server is contacted by
+    ``mailboxes import`` or ``status``."""
+    directory.mkdir()
+    (directory / "mxshift.toml").write_text(
+        '[source]\nhost = "127.0.0.1"\nport = 1\nsecurity = "none"\n\n'
+        '[destination]\nhost = "127.0.0.1"\nport = 2\nsecurity = "none"\n', encoding="utf-8")
+    csv = directory / "users.csv"
+    csv.write_text("source_user,source_password,destination_user,destination_password\n"
+                   "alice,pw1,alice,pw2\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "mxshift", "-C", str(directory), "mailboxes",
+                           "import", str(csv)], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items()
+                               if not k.startswith("MXSHIFT_")})
+    assert proc.returncode == 0, proc.stderr
+
+
+def _gc_at_exit(code: str, tmp_path: Path) -> dict[str, object]:
+    dump = tmp_path / "gc.json"
+    prelude = ("import atexit, gc, json\n"
+               f"atexit.register(lambda: open({str(dump)!r}, 'w').write(json.dumps("
+               "{'threshold': gc.get_threshold(), 'frozen': gc.get_freeze_count()})))\n")
+    proc = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120,
+                          env={k: v for k, v in os.environ.items()
+                               if not k.startswith("MXSHIFT_")})
+    assert dump.exists(), proc.stderr
+    return {"returncode": proc.returncode, "stderr": proc.stderr,
+            **json.loads(dump.read_text())}
+
+
+def test_console_script_collects_as_usual_once_the_project_is_open(tmp_path: Path) -> None:
+    import gc
+
+    from mxshift.cli import startup
+
+    project = tmp_path / "project"
+    _project_without_servers(project)
+    default = list(gc.get_threshold())  # this interpreter's: pytest leaves them alone
+    # a command that opens the project: paused during start-up, usual thresholds after,
+    # and what start-up built is frozen (later collections skip it)
+    seen = _gc_at_exit("import sys\n" + _cli("-C", str(project), "status"), tmp_path)
+    assert seen["returncode"] == 0, seen["stderr"]
+    assert seen["threshold"] == default
+    assert isinstance(seen["frozen"], int) and seen["frozen"] > 10_000
+    # one that opens nothing ends while still paused: proof the pause is real
+    seen = _gc_at_exit("import sys\n" + _cli("--version"), tmp_path)
+    assert seen["returncode"] == 0, seen["stderr"]
+    assert seen["threshold"] == [startup.START_UP_THRESHOLD, *default[1:]]
+
+
+def test_calling_the_app_in_process_leaves_the_collector_alone(tmp_path: Path) -> None:
+    import gc
+
+    from typer.testing import CliRunner
+
+    from mxshift.cli import app
+
+    project = tmp_path / "project"
+    _project_without_servers(project)
+    before = (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled())
+    res = CliRunner().invoke(app, ["-C", str(project), "status", "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"alice"' in res.output
+    assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before

@@ -130,6 +130,23 @@ class PassOptions:
     # Connections per side one mailbox pass may use, copying folders in parallel; keep it
     # under the provider's per-user limit (Gmail ~15, Microsoft 365 ~20 per mailbox).
     folder_parallelism: int = 4
+    # A message found in several source folders, going to a Gmail destination: "folders"
+    # appends a copy per folder; "labels" appends it once and adds the other folders as
+    # Gmail labels (X-GM-LABELS). See engine/gmail_labels.py.
+    gmail_labels: str = "folders"
+
+
+@dataclass(frozen=True)
+class DistributedSettings:
+    """``[distributed]``: how Celery workers share one very large mailbox (engine/folder_tasks.py).
+
+    A pass with more than ``split_mailbox_above`` bytes to copy (None: never) hands its
+    folders to up to ``split_parts`` folder-pair tasks, so several workers copy one mailbox
+    at once. Only the Celery runner splits; the local runner copies folders in parallel
+    within its process (``folder_parallelism``)."""
+
+    split_mailbox_above: int | None = 20 * 1024 * _MiB
+    split_parts: int = 8
 
 
 @dataclass(frozen=True)
@@ -179,6 +196,7 @@ class ProjectConfig:
     dns: DnsSettings = DnsSettings()
     notify: NotifySettings = NotifySettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    distributed: DistributedSettings = DistributedSettings()
 
     @property
     def mailbox_path(self) -> Path:
@@ -220,7 +238,7 @@ def parse_project(text: str, *, path: str, directory: Path) -> ProjectConfig:
     directory = Path(directory).absolute()
     root = _Table(_Context(path, text), raw, ())
     root.allow("project", "source", "destination", "folders", "options", "dns", "notify",
-               "schedule")
+               "schedule", "distributed")
     project = root.table("project")
     name = _string(project, "name", directory.name or "mxshift")
     domains = tuple(_domain(project, d) for d in _string_list(project, "domains", ()))
@@ -240,6 +258,7 @@ def parse_project(text: str, *, path: str, directory: Path) -> ProjectConfig:
         dns=_dns(root.table("dns")),
         notify=_notify(root.table("notify"), directory),
         schedule=parse_schedule(root.table("schedule")),
+        distributed=_distributed(root.table("distributed")),
     )
 
 
@@ -401,7 +420,7 @@ def _rename_rule(t: _Table) -> RenameRule:
 
 def _options(t: _Table) -> PassOptions:
     t.allow("max_message_size", "deletion_ceiling", "deletion_floor", "batch_messages",
-            "batch_bytes", "mailbox_parallelism", "folder_parallelism")
+            "batch_bytes", "mailbox_parallelism", "folder_parallelism", "gmail_labels")
     ceiling = _number(t, "deletion_ceiling", 0.10)
     if ceiling > 1:
         raise t.fail("deletion_ceiling", f"is a fraction of a folder: more than 0 and at most "
@@ -414,7 +433,19 @@ def _options(t: _Table) -> PassOptions:
         batch_bytes=_size(t, "batch_bytes", 32 * _MiB) or 32 * _MiB,
         mailbox_parallelism=_integer(t, "mailbox_parallelism", 4, minimum=1),
         folder_parallelism=_integer(t, "folder_parallelism", 4, minimum=1),
+        gmail_labels=_choice(t, "gmail_labels", ("folders", "labels"), "folders"),
     )
+
+
+def _distributed(t: _Table) -> DistributedSettings:
+    t.allow("split_mailbox_above", "split_parts")
+    above: int | None = DistributedSettings.split_mailbox_above
+    if t.data.get("split_mailbox_above") == "off":
+        above = None
+    else:
+        above = _size(t, "split_mailbox_above", above)
+    return DistributedSettings(split_mailbox_above=above,
+                               split_parts=_integer(t, "split_parts", 8, minimum=2))
 
 
 def _dns(t: _Table) -> DnsSettings:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from imapclient import imap_utf7
 
 from mxshift.errors import ConfigError
+from mxshift.folder_names import NameRules, safe_path
 
 INBOX = "INBOX"
 ROLES = ("inbox", "sent", "drafts", "trash", "junk", "archive", "all", "flagged")
@@ -52,6 +53,9 @@ class MappingRules:
     # LIST flags whose folders are not copied (a Gmail source's views: \All, \Important,
     # \Flagged; mxshift.providers): the flag holds in any display language, names do not
     exclude_flags: tuple[str, ...] = ()
+    # The destination service's folder-name rules (mxshift.folder_names): a path to be
+    # created that it would refuse is renamed, with the reason in the folder's notes
+    name_rules: NameRules | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,22 @@ class _Entry:
         return (named[0], (1, named[1], self.raw)) if named else None
 
 
+def _service_safe(rules: NameRules, path: tuple[str, ...],
+                  canon: dict[tuple[str, ...], tuple[str, ...]], notes: list[str]
+                  ) -> tuple[str, ...]:
+    """``path`` renamed where the destination service would refuse it (folder_names.py).
+
+    Components that already exist on the destination, or that this plan already made
+    safe (a parent), are kept: the server took them, and re-runs must hit them again."""
+    keep = 0
+    while keep < len(path) and tuple(c.casefold() for c in path[:keep + 1]) in canon:
+        keep += 1
+    safe, why = safe_path(rules, path, keep)
+    if why:
+        notes.append(why)
+    return safe
+
+
 def map_folders(source_folders: Iterable[RemoteFolder], source_ns: Namespace,
                 dest_folders: Iterable[RemoteFolder], dest_ns: Namespace,
                 rules: MappingRules = MappingRules()) -> MappingResult:
@@ -339,6 +359,7 @@ def map_folders(source_folders: Iterable[RemoteFolder], source_ns: Namespace,
     # Assign final names level by level, so a renamed parent's children follow it.
     collisions: list[str] = []
     taken: dict[tuple[str, ...], _Entry | None] = {(INBOX.casefold(),): None}
+    bent: set[str] = set()  # raw names of folders the name rules renamed
     key = lambda p: tuple(c.casefold() for c in p)  # noqa: E731
     for depth in sorted({e.depth for e in live}):
         wave = sorted((e for e in live if e.depth == depth),
@@ -347,6 +368,13 @@ def map_folders(source_folders: Iterable[RemoteFolder], source_ns: Namespace,
             path = normalise(e.own if e.anchor is None else e.anchor.final + e.rest)
             e.final = tuple(canon.get(key(path[:i]), path[:i])[-1] for i in range(1, len(path))
                             ) + path[-1:]
+            if rules.name_rules is not None and e.role != "inbox":
+                before = e.final
+                e.final = _service_safe(rules.name_rules, e.final, canon, e.notes)
+                if e.final != before:
+                    bent.add(e.raw)
+        # a folder that has its natural name keeps it; one renamed for the service yields
+        wave.sort(key=lambda e: (e.role is None, e.raw in bent, e.raw))
         natural = {key(e.final) for e in wave}
         for e in wave:
             k = key(e.final)

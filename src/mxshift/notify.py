@@ -8,11 +8,8 @@ one, so delivery errors are returned (and logged as events) rather than raised.
 from __future__ import annotations
 
 import json
-import smtplib
 import ssl
-import urllib.request
 from datetime import datetime, timezone
-from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
 from mxshift.config import NotifySettings
@@ -23,6 +20,9 @@ if TYPE_CHECKING:
 
 def _email(cfg: NotifySettings, project: str, event: str, summary: str,
            details: dict[str, object]) -> None:
+    import smtplib
+    from email.message import EmailMessage
+
     msg = EmailMessage()
     msg["From"] = cfg.sender
     msg["To"] = ", ".join(cfg.to)
@@ -44,6 +44,8 @@ def _email(cfg: NotifySettings, project: str, event: str, summary: str,
 
 
 def _webhook(url: str, body: dict[str, object]) -> None:
+    import urllib.request
+
     req = urllib.request.Request(url, data=json.dumps(body, default=str).encode(),
                                  headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - operator's URL
@@ -60,6 +62,8 @@ def notify(cfg: NotifySettings, project: str, event: str, summary: str,
     body = {"project": project, "event": event, "summary": summary, "details": details,
             "at": datetime.now(timezone.utc).isoformat()}
     if cfg.smtp_host:
+        import smtplib  # here, not at the top: most runs send nothing (start-up time)
+
         try:
             _email(cfg, project, event, summary, details)
         except (OSError, smtplib.SMTPException) as exc:

@@ -13,11 +13,12 @@ from sqlalchemy import select
 
 from mxshift.config import Endpoint, ProjectConfig, load_project
 from mxshift.errors import MxshiftError
-from mxshift.mailbox_csv import parse_mailbox_csv
 from mxshift.secrets import SecretBox
 from mxshift.state.db import StateDB, open_state
 from mxshift.state.models import Mailbox, Project
-from mxshift.templates import write_templates
+
+# The CSV parser and the templates are imported by init and import, the two commands that
+# use them; every other command opens a project (tests/test_startup.py).
 
 
 @dataclass
@@ -55,6 +56,8 @@ def open_project(directory: Path, *, create_state: bool = False) -> OpenProject:
 
 
 def init(directory: Path, *, force: bool = False) -> list[Path]:
+    from mxshift.templates import write_templates
+
     directory.mkdir(parents=True, exist_ok=True)
     return write_templates(directory, force=force)
 
@@ -68,6 +71,8 @@ class ImportResult:
 
 def import_mailboxes(directory: Path, csv_path: Path) -> ImportResult:
     """Validate the CSV completely, then add or update mailbox rows (secrets sealed)."""
+    from mxshift.mailbox_csv import parse_mailbox_csv
+
     proj = open_project(directory)
     try:
         entries = parse_mailbox_csv(csv_path,

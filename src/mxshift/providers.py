@@ -40,6 +40,8 @@ class Profile:
     special_use: tuple[tuple[str, str], ...] = ()
     # Top-level names the service keeps for itself on a *destination*: a mail folder of that
     # name from the source would land in (or be refused as) the service's own folder.
+    # (Refused characters, trimming, length and Gmail's system-label names: the
+    # destination's rules in mxshift.folder_names, applied to every path to be created.)
     reserved_names: tuple[str, ...] = ()
     reserved_suffix: str = " (mail)"
 

@@ -16,11 +16,15 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from cryptography.fernet import Fernet, InvalidToken
+from typing import TYPE_CHECKING, Literal
 
 from mxshift.errors import MxshiftError
+
+# cryptography is imported when a literal is sealed or opened, not with this module: the
+# config (SecretRef) and every command import this module, most never decrypt anything
+# (tests/test_startup.py).
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 SecretKind = Literal["env", "file", "literal"]
 
@@ -149,6 +153,8 @@ class SecretBox:
     def open(self, sealed: str) -> SecretRef:
         """Undo :meth:`seal`. A token sealed under another key is an error, not garbage."""
         if sealed.startswith("fernet:"):
+            from cryptography.fernet import InvalidToken
+
             try:
                 plain = self._key(create=False).decrypt(sealed[len("fernet:"):].encode("ascii"))
             except (InvalidToken, UnicodeEncodeError):
@@ -164,6 +170,8 @@ class SecretBox:
 
     def _key(self, *, create: bool) -> Fernet:
         if self._fernet is None:
+            from cryptography.fernet import Fernet
+
             self._fernet = Fernet(self._load_key(create=create))
         return self._fernet
 
@@ -185,6 +193,8 @@ class SecretBox:
 
 
 def _check_key(key: bytes, origin: str) -> bytes:
+    from cryptography.fernet import Fernet
+
     try:
         Fernet(key)
     except ValueError:
@@ -198,6 +208,8 @@ def _check_key(key: bytes, origin: str) -> bytes:
 def _create_key_file(path: Path) -> bytes:
     """Write a fresh key with mode 0600, atomically: two processes starting at once must end up
     with the same key, so the file appears complete or not at all (link fails if it exists)."""
+    from cryptography.fernet import Fernet
+
     key = Fernet.generate_key()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".mxshift.key.", dir=path.parent)

@@ -40,7 +40,8 @@ def status(proj: OpenProject, only: str | None = None) -> list[MailboxStatus]:
     out = []
     with proj.db.session() as s:
         for mb in proj.mailboxes(only):
-            last = s.scalar(select(Pass).where(Pass.mailbox_id == mb.id)
+            last = s.scalar(select(Pass).where(Pass.mailbox_id == mb.id,  # not a part
+                                               Pass.parent_id.is_(None))
                             .order_by(Pass.id.desc()).limit(1))
             on_dest = s.scalar(select(func.count(Message.id)).join(FolderPair).where(
                 FolderPair.mailbox_id == mb.id, Message.state == "copied")) or 0

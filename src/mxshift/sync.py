@@ -21,6 +21,7 @@ from mxshift.engine.journal import Hooks
 from mxshift.engine.mailbox_pass import MailboxPass, NoProgress, PassResult, Progress
 from mxshift.engine.settings import PassSettings
 from mxshift.engine.sweep import SweepPass
+from mxshift.folder_names import rules_for
 from mxshift.mapping import MappingRules, RenameRule
 from mxshift.notify import announce
 from mxshift.providers import profile, source_flag_exclusions
@@ -35,12 +36,14 @@ def pass_settings(proj: OpenProject, *, allow_mass_delete: bool = False) -> Pass
     views = source_flag_exclusions(profile(proj.config.source.provider))
     rules = MappingRules(include=f.include, exclude=f.exclude,
                          renames=tuple(RenameRule(r.pattern, r.replacement) for r in f.renames),
-                         exclude_flags=views)
+                         exclude_flags=views,
+                         name_rules=rules_for(proj.config.destination.provider))
     return PassSettings(rules=rules, max_message_size=o.max_message_size,
                         deletion_ceiling=o.deletion_ceiling, deletion_floor=o.deletion_floor,
                         batch_messages=o.batch_messages, batch_bytes=o.batch_bytes,
                         allow_mass_delete=allow_mass_delete,
-                        destination_provider=proj.config.destination.provider)
+                        destination_provider=proj.config.destination.provider,
+                        gmail_labels=o.gmail_labels)
 
 
 def sync(proj: OpenProject, *, only: str | None = None, allow_mass_delete: bool = False,

@@ -112,6 +112,10 @@ security = "none"        # tls | starttls | none
 # batch_messages = 200             # messages sent to the destination per batch
 # batch_bytes = "32MB"             # ... or fewer, if they add up to this size
 # mailbox_parallelism = 4          # mailboxes migrated at the same time
+# A message found in several source folders (a Gmail source shows one message in each of its
+# labels' folders), going to a Gmail destination: "folders" appends one copy per folder;
+# "labels" appends it once and adds the other folders as Gmail labels (X-GM-LABELS).
+# gmail_labels = "folders"
 
 # ---------------------------------------------------------------------------------------------
 # The timeline `mxshift run` follows. Times need an offset (+01:00 or Z).
@@ -122,6 +126,13 @@ security = "none"        # tls | starttls | none
 # cutover_retry = "15m"            # retry a cutover refused by the DNS check this often
 # sweep_interval = "60m"           # after the cutover: fetch mail still reaching the old server
 # sweep_window = "48h"             # ... for this long (`mxshift schedule --end-sweeps` ends it)
+
+# ---------------------------------------------------------------------------------------------
+# Only with Celery workers (MXSHIFT_BROKER_URL): a pass with more than this much left to copy
+# is split into folder-pair tasks that several workers run at once.
+# [distributed]
+# split_mailbox_above = "20GB"     # "off": never split
+# split_parts = 8                  # at most this many folder-pair tasks per mailbox
 """
 
 MAILBOX_TEMPLATE = """\

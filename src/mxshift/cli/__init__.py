@@ -13,7 +13,10 @@ from rich.console import Console
 from rich.text import Text
 
 from mxshift import __version__
+from mxshift.cli import coercion, startup
 from mxshift.errors import MxshiftError
+
+coercion.install()  # option values without Pydantic (start-up time): cli/coercion.py
 
 app = typer.Typer(help="mxshift: move mailboxes between IMAP servers, nothing lost, nothing "
                        "duplicated.", no_args_is_help=True, add_completion=False)
@@ -68,11 +71,16 @@ from mxshift.cli import worker_commands  # noqa: E402,F401
 
 
 def main() -> None:
+    """The console script (and ``python -m mxshift``): runs one command, then the process
+    ends."""
+    startup.pause()  # no garbage collections while the command imports: cli/startup.py
     try:
         app()
     except MxshiftError as exc:  # a last net: commands catch their own
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
+    finally:
+        startup.at_exit()
 
 
 __all__ = ["app", "main"]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterator, Optional
 import typer
 from rich.markup import escape
 
-from mxshift.cli import app, err, fail, mailboxes_app, out, state
+from mxshift.cli import app, err, fail, mailboxes_app, out, startup, state
 from mxshift.errors import MxshiftError
 
 # Why the imports below sit inside the commands: every ``mxshift`` process imports every
@@ -31,12 +31,19 @@ def opened() -> Iterator[OpenProject]:
     except MxshiftError as exc:
         fail(str(exc))
         raise  # unreachable: fail() exits
+    startup.resume()  # the command's imports are done
     try:
         yield proj
     except MxshiftError as exc:
         fail(str(exc))
     finally:
         proj.close()
+
+
+def progress_bars() -> bool:
+    """Progress bars only for a person at a terminal and without ``-q``: a script, cron or
+    a pipe gets the result lines alone (and the process skips Rich's progress machinery)."""
+    return not state.quiet and out.is_terminal
 
 
 def _size(n: int | None) -> str:
@@ -139,7 +146,7 @@ def sync(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only thi
     with opened() as proj, shared_limits():
         # here or on Celery workers (MXSHIFT_BROKER_URL): runners/__init__.py
         ids = [m.id for m in proj.mailboxes(mailbox)] if mailbox else None
-        if state.quiet:
+        if not progress_bars():
             results = run_passes(proj, ids, allow_mass_delete=allow_mass_delete)
         else:
             from mxshift.cli.progress import RichProgress

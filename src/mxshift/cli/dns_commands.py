@@ -7,7 +7,6 @@ import json
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from mxshift.cli import app, out
 from mxshift.cli.commands import opened
@@ -41,6 +40,8 @@ def check(
 ) -> None:
     """Check MX, SPF, Autodiscover, DKIM and DMARC for the target provider and whether the
     change has reached every nameserver; exit 1 if anything is an error."""
+    from rich.table import Table
+
     from mxshift.dns import check as check_mod
 
     with opened() as proj:

@@ -11,16 +11,14 @@ from typing import Callable, Optional, TypeVar
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from mxshift.cli import app, err, fail, out, state
-from mxshift.cli.commands import opened, print_results
-from mxshift.schedule.plan import format_duration, parse_duration
-from mxshift.schedule.settings import parse_time
+from mxshift.cli import app, err, fail, out
+from mxshift.cli.commands import opened, print_results, progress_bars
 
 # cutover, strays, sync, the timeline store and the scheduler (the state layer and the
-# engine behind them) are imported by the commands that use them: every mxshift process
-# imports this module to build the command tree (see cli/commands.py).
+# engine behind them), the schedule's parsers and Rich's tables are imported by the
+# commands that use them: every mxshift process imports this module to build the command
+# tree (see cli/commands.py).
 
 T = TypeVar("T")
 
@@ -40,10 +38,14 @@ def _parsed(text: str | None, option: str, parse: Callable[[str], T]) -> T | Non
 
 
 def _time(text: str | None, option: str) -> datetime | None:
+    from mxshift.schedule.settings import parse_time
+
     return _parsed(text, option, parse_time)
 
 
 def _duration(text: str | None, option: str) -> timedelta | None:
+    from mxshift.schedule.plan import parse_duration
+
     return _parsed(text, option, parse_duration)
 
 
@@ -68,8 +70,11 @@ def schedule(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show the timeline (what ran, what is due); options change the plan."""
+    from rich.table import Table
+
     from mxshift import strays as strays_mod
     from mxshift.schedule import store as tl
+    from mxshift.schedule.plan import format_duration
 
     with opened() as proj:
         changes = dict(cutover_at=_time(cutover_at, "--cutover-at"),
@@ -148,7 +153,6 @@ def cutover_cmd(
 ) -> None:
     """Check DNS for every project domain, run the final sync, start the sweep window."""
     from mxshift import cutover as cutover_mod
-    from mxshift.cli.progress import RichProgress
     from mxshift.runners import shared_limits
     from mxshift.schedule import store as tl
 
@@ -157,9 +161,11 @@ def cutover_cmd(
     when = _time(at, "--at")
     # connections counted with the workers' (in Redis, when configured)
     with opened() as proj, shared_limits():
-        if state.quiet or (when and when > tl.now_utc()):
+        if not progress_bars() or (when and when > tl.now_utc()):
             result = cutover_mod.cutover(proj, at=when, force=force, actor=_actor())
         else:
+            from mxshift.cli.progress import RichProgress
+
             with RichProgress(out) as progress:
                 result = cutover_mod.cutover(proj, at=when, force=force, actor=_actor(),
                                              progress=progress)
@@ -204,6 +210,8 @@ def strays(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only t
            as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
            ) -> None:
     """Mail that reached the old server after the cutover, and the hourly trend."""
+    from rich.table import Table
+
     from mxshift import strays as strays_mod
 
     with opened() as proj:

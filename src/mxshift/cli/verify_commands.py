@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from mxshift.cli import app, fail, out
 from mxshift.cli.commands import opened
@@ -25,6 +24,8 @@ def _print(line: str) -> None:
 
 
 def _findings_table(results: list[run_mod.MailboxVerification], *, everything: bool) -> None:
+    from rich.table import Table
+
     t = Table(title="findings")
     for col in ("id", "mailbox", "kind", "folder", "uid", "subject", "from", "date", "size",
                 "reason"):

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mxshift.cli import app, fail, out, state
+from mxshift.cli import app, fail, out, startup, state
 from mxshift.errors import MxshiftError
 
 db_app = typer.Typer(help="Manage the state database's schema.", no_args_is_help=True)
@@ -60,6 +60,7 @@ def worker(concurrency: int = typer.Option(1, "-c", "--concurrency", min=1,
         fail(str(exc))
     celery_app.set_project_directory(state.directory)
     celery = celery_app.configure(settings, for_worker=True)
+    startup.resume()  # a worker runs for days: the usual garbage collection from here on
     node = name or f"mxshift-{os.getpid()}@%h"
     celery.worker_main(argv=["worker", f"--loglevel={loglevel}", f"--pool={pool}",
                              f"--concurrency={concurrency}", "-Q", settings.queue, "-n", node,

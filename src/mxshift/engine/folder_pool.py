@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Callable
 
+from mxshift.engine import malloc_tuning
 from mxshift.engine.copier import Cancelled
 from mxshift.engine.limits import NoFreeSlot, without_waiting
 from mxshift.errors import FolderError, SyncError
@@ -76,6 +77,7 @@ class FolderPool:
         self._working: set[str] = set()  # extra workers that got their connections
 
     def run(self, scans: list["FolderScan"], workers: int) -> None:
+        malloc_tuning.tune()  # before the workers allocate
         self._queue = schedule(scans)
         threads = [threading.Thread(target=self._extra, name=f"folders-{i}", daemon=True)
                    for i in range(1, workers)]

@@ -3,20 +3,25 @@
 Why a class of small transactions: each method is one committed transaction, followed by a
 checkpoint. A pass killed at any checkpoint leaves a journal that the next pass reconciles
 (see :mod:`mxshift.engine.reconcile`); tests crash the pass at every checkpoint in turn.
+
+A Gmail label added instead of a copy (:mod:`mxshift.engine.gmail_labels`) is journalled
+as an append is: a ``pending`` row of the label folder, ``origin = "labelled"``, with the
+folder's UIDNEXT as ``dest_uid_floor``; reconcile settles or drops it like any append.
 """
 
 from __future__ import annotations
 
+import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from mxshift.engine.plan import Known
 from mxshift.state.db import StateDB
-from mxshift.state.models import Event, Finding, FolderPair, Message
+from mxshift.state.models import Event, Finding, FolderPair, Message, utcnow
 
 
 class Hooks:
@@ -76,12 +81,28 @@ class Journal:
         self.db = db
         self.mailbox_id = mailbox_id
         self.hooks = hooks
+        # known() per folder pair, valid while no transaction ran since it was read: a
+        # pass asks for the same folder's rows at its scan, move planning, copy and
+        # flag steps (a 5,000-row SELECT and as many objects each time).
+        self._writes = itertools.count()
+        self._generation = next(self._writes)
+        self._known: dict[int, tuple[int, dict[int, Known]]] = {}
+
+    def share_cache(self, other: "Journal") -> None:
+        """Take over ``other``'s known() cache (the same database, e.g. the scan's
+        journal handing over to the copy phase's :class:`SerialJournal`)."""
+        self._known = other._known
+        self._writes = other._writes
+        self._generation = other._generation
 
     @contextmanager
     def tx(self, label: str) -> Iterator[Session]:
-        with self.db.session() as s:
-            with s.begin():
-                yield s
+        try:
+            with self.db.session() as s:
+                with s.begin():
+                    yield s
+        finally:  # committed or not: cached rows may be stale now
+            self._generation = next(self._writes)
         self.hooks.checkpoint(label)
 
     def read(self) -> Session:
@@ -89,11 +110,22 @@ class Journal:
 
     # -- reading --------------------------------------------------------------------
     def known(self, pair_id: int) -> dict[int, Known]:
-        with self.read() as s:
-            rows = s.execute(select(Message.source_uid, Message.destination_uid, Message.flags,
-                                    Message.fingerprint, Message.state)
-                             .where(Message.folder_pair_id == pair_id)).all()
-        return {r[0]: Known(r[0], r[1], flags_set(r[2]), r[3], r[4]) for r in rows}
+        """Source UID -> journal row of one folder pair (a new dict; rows are frozen)."""
+        generation = self._generation  # read before the rows: a write meanwhile voids them
+        cached = self._known.get(pair_id)
+        if cached is not None and cached[0] == generation:
+            return dict(cached[1])
+        with self.read() as s:  # Core columns: plain rows, no ORM loading per row
+            rows = s.connection().execute(_KNOWN, {"b_pair": pair_id}).all()
+        sets: dict[str | None, frozenset[str]] = {}  # few distinct flag texts per folder
+        out = {}
+        for uid, dest, text, fp, state in rows:
+            flags = sets.get(text)
+            if flags is None:
+                flags = sets[text] = flags_set(text)
+            out[uid] = Known(uid, dest, flags, fp, state)
+        self._known[pair_id] = (generation, out)
+        return dict(out)
 
     def mapped_dest_uids(self, pair_id: int) -> set[int]:
         with self.read() as s:
@@ -216,18 +248,36 @@ class Journal:
         return True
 
     # -- flags ----------------------------------------------------------------------
-    def record_flag_intent(self, pair_id: int, uids: list[int], text: str) -> None:
-        with self.tx("journal pending flag change") as s:
-            s.execute(update(Message).where(Message.folder_pair_id == pair_id,
-                                            Message.source_uid.in_(uids))
-                      .values(pending_flags=text))
-
-    def settle_flags(self, pair_id: int, new_flags: dict[int, frozenset[str]]) -> None:
-        with self.tx("journal settle flag change") as s:
-            for uid, flags in new_flags.items():
+    def record_changes(self, pair_id: int, intents: dict[int, str],
+                       deleting: list[int]) -> None:
+        """One transaction before a folder's STOREs and expunge are sent: each changing
+        row's flag intent ("+a|-b", see flag_plan.intent_text) and the rows about to be
+        deleted (reconcile clears the intents, finishes the deletions)."""
+        if not intents and not deleting:
+            return
+        with self.tx("journal pending flags and deletions") as s:
+            if intents:
+                s.connection().execute(_INTENT, [
+                    {"b_pair": pair_id, "b_uid": uid, "b_text": text, "b_now": utcnow()}
+                    for uid, text in intents.items()])
+            for i in range(0, len(deleting), 500):
                 s.execute(update(Message).where(Message.folder_pair_id == pair_id,
-                                                Message.source_uid == uid)
-                          .values(flags=flags_text(flags), pending_flags=None))
+                                                Message.source_uid.in_(deleting[i:i + 500]))
+                          .values(state="deleting"))
+
+    def settle_folder(self, pair_id: int, new_flags: dict[int, frozenset[str]],
+                      deleted_ids: list[int], pair_values: dict[str, object]) -> None:
+        """One transaction after a folder's writes: the flags now set, the deleted rows
+        gone, and the folder's saved state (``pair_values``, e.g. HIGHESTMODSEQ)."""
+        now = utcnow()
+        with self.tx("journal folder synced") as s:
+            if new_flags:
+                s.connection().execute(_SETTLE_FLAGS, [
+                    {"b_pair": pair_id, "b_uid": uid, "b_flags": flags_text(flags),
+                     "b_now": now} for uid, flags in new_flags.items()])
+            for i in range(0, len(deleted_ids), 500):
+                s.execute(delete(Message).where(Message.id.in_(deleted_ids[i:i + 500])))
+            s.execute(update(FolderPair).where(FolderPair.id == pair_id).values(**pair_values))
 
     def clear_flag_intents(self, ids: list[int]) -> None:
         if ids:
@@ -236,12 +286,6 @@ class Journal:
                           .values(pending_flags=None))
 
     # -- moves and deletions --------------------------------------------------------
-    def record_move(self, row_id: int, target_pair: int, target_uid: int, floor: int) -> None:
-        with self.tx("journal pending move") as s:
-            s.execute(update(Message).where(Message.id == row_id).values(
-                state="moving", move_pair_id=target_pair, move_source_uid=target_uid,
-                dest_uid_floor=floor))
-
     def settle_move(self, row_id: int, target_pair: int, target_uid: int,
                     dest_uid: int | None) -> None:
         with self.tx("journal settle move") as s:
@@ -249,6 +293,24 @@ class Journal:
                 state="copied", folder_pair_id=target_pair, source_uid=target_uid,
                 destination_uid=dest_uid, move_pair_id=None, move_source_uid=None,
                 dest_uid_floor=None))
+
+    def record_moves(self, moves: list[tuple[int, int, int, int]]) -> None:
+        """Rows about to be moved on the destination, (row id, target pair, target UID,
+        UID floor in the target) each, in one transaction: ``moving`` until settled."""
+        if moves:
+            with self.tx("journal pending moves") as s:
+                s.connection().execute(_MOVING, [
+                    {"b_id": r, "b_pair": p, "b_uid": u, "b_floor": f, "b_now": utcnow()}
+                    for r, p, u, f in moves])
+
+    def settle_moves(self, moves: list[tuple[int, int, int, int | None]]) -> None:
+        """:meth:`settle_move` for several (row id, target pair, target UID, destination
+        UID) rows, in one transaction."""
+        if moves:
+            with self.tx("journal settle moves") as s:
+                s.connection().execute(_MOVED, [
+                    {"b_id": r, "b_pair": p, "b_uid": u, "b_dest": d, "b_now": utcnow()}
+                    for r, p, u, d in moves])
 
     def cancel_move(self, row_id: int) -> None:
         with self.tx("journal cancel move") as s:
@@ -261,13 +323,6 @@ class Journal:
                                             Message.source_uid == old_uid)
                       .values(source_uid=new_uid))
 
-    def record_deleting(self, pair_id: int, uids: list[int]) -> None:
-        with self.tx("journal pending deletions") as s:
-            for i in range(0, len(uids), 500):
-                s.execute(update(Message).where(Message.folder_pair_id == pair_id,
-                                                Message.source_uid.in_(uids[i:i + 500]))
-                          .values(state="deleting"))
-
     # -- findings and events --------------------------------------------------------
     def finding(self, finding: Finding) -> None:
         with self.tx("journal finding") as s:
@@ -276,3 +331,21 @@ class Journal:
     def event(self, level: str, text: str) -> None:
         with self.db.session() as s, s.begin():
             s.add(Event(mailbox_id=self.mailbox_id, level=level, text=text))
+
+
+# Bulk statements (one executemany per transaction) for the per-row writes above.
+_M = Message.__table__
+_BY_ROW = (_M.c.folder_pair_id == bindparam("b_pair")) & (_M.c.source_uid == bindparam("b_uid"))
+_KNOWN = select(_M.c.source_uid, _M.c.destination_uid, _M.c.flags, _M.c.fingerprint,
+                _M.c.state).where(_M.c.folder_pair_id == bindparam("b_pair"))
+_INTENT = update(_M).where(_BY_ROW).values(pending_flags=bindparam("b_text"),
+                                            updated_at=bindparam("b_now"))
+_SETTLE_FLAGS = update(_M).where(_BY_ROW).values(flags=bindparam("b_flags"), pending_flags=None,
+                                                  updated_at=bindparam("b_now"))
+_MOVING = update(_M).where(_M.c.id == bindparam("b_id")).values(
+    state="moving", move_pair_id=bindparam("b_pair"), move_source_uid=bindparam("b_uid"),
+    dest_uid_floor=bindparam("b_floor"), updated_at=bindparam("b_now"))
+_MOVED = update(_M).where(_M.c.id == bindparam("b_id")).values(
+    state="copied", folder_pair_id=bindparam("b_pair"), source_uid=bindparam("b_uid"),
+    destination_uid=bindparam("b_dest"), move_pair_id=None, move_source_uid=None,
+    dest_uid_floor=None, updated_at=bindparam("b_now"))

@@ -16,6 +16,14 @@ the database:
 
 A dead holder's row is marked ``interrupted`` and taken over: the journal makes the
 resumed pass exact.
+
+A *part* of a split pass (engine/folder_tasks.py) holds a lease on some folder pairs only
+(``Pass.folders``): on PostgreSQL a *shared* mailbox lock plus an exclusive lock per folder
+pair, so parts of different folders run at once on different machines while a
+whole-mailbox pass (exclusive mailbox lock) excludes them all. Two passes conflict when
+either is a whole-mailbox pass or their folders overlap; only conflicting rows are taken
+over. :func:`holder` tells a watcher (runners/requeue.py) whether a lease is held, dead
+or free without touching the locks.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from typing import Literal
 
 from sqlalchemy import Connection, select, text
 
@@ -32,11 +41,14 @@ from mxshift.state.models import Mailbox, Pass, utcnow
 
 #: First half of the advisory lock key (the second is the mailbox id): "mx" in ASCII.
 LOCK_SPACE = 0x6D78
+#: First half of a folder pair's lock key (the second is the folder pair id): "my".
+PART_SPACE = 0x6D79
 #: Start of the error text of a pass refused because another live pass holds the lease.
 BUSY = "another pass of this mailbox is running"
 
 _active: set[int] = set()  # pass ids running in this process
-_held: dict[int, tuple[Connection, int]] = {}  # pass id -> (connection, mailbox id) of its lock
+_Key = tuple[bool, int, int]  # (shared, first half, second half) of an advisory lock
+_held: dict[int, tuple[Connection, list[_Key]]] = {}  # pass id -> connection and its locks
 _lock = threading.Lock()
 
 
@@ -67,26 +79,56 @@ def _advisory(db: StateDB) -> bool:
     return db.engine.dialect.name == "postgresql"
 
 
-def _try_lock(db: StateDB, mailbox_id: int) -> Connection | None:
-    """A connection holding the mailbox's advisory lock, or None if someone holds it."""
+def folders_text(folders: frozenset[int] | None) -> str | None:
+    """``Pass.folders`` for a set of folder pair ids (None: the whole mailbox)."""
+    return None if folders is None else ",".join(str(f) for f in sorted(folders))
+
+
+def parse_folders(value: str | None) -> frozenset[int] | None:
+    if value is None:
+        return None
+    return frozenset(int(f) for f in value.split(",") if f)
+
+
+def conflicts(a: frozenset[int] | None, b: frozenset[int] | None) -> bool:
+    """Two passes of one mailbox may not run at once (pure): either covers the whole
+    mailbox, or they share a folder pair."""
+    return a is None or b is None or bool(a & b)
+
+
+def _keys(mailbox_id: int, folders: frozenset[int] | None) -> list[_Key]:
+    if folders is None:
+        return [(False, LOCK_SPACE, mailbox_id)]
+    return [(True, LOCK_SPACE, mailbox_id)] + [(False, PART_SPACE, f) for f in sorted(folders)]
+
+
+def _try_lock(db: StateDB, mailbox_id: int,
+              folders: frozenset[int] | None = None) -> Connection | None:
+    """A connection holding the lease's advisory locks, or None if someone holds one."""
+    keys = _keys(mailbox_id, folders)
     conn = db.engine.connect()
+    got: list[_Key] = []
     try:
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:a, :b)"),
-                           {"a": LOCK_SPACE, "b": mailbox_id}).scalar()
-        conn.commit()  # the lock is session-level: it outlives this transaction
+        for shared, a, b in keys:
+            fn = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+            if not conn.execute(text(f"SELECT {fn}(:a, :b)"), {"a": a, "b": b}).scalar():
+                break
+            got.append((shared, a, b))
+        conn.commit()  # the locks are session-level: they outlive this transaction
     except BaseException:
         conn.close()
         raise
-    if not got:
-        conn.close()
+    if len(got) < len(keys):
+        _unlock(conn, got)
         return None
     return conn
 
 
-def _unlock(conn: Connection, mailbox_id: int) -> None:
+def _unlock(conn: Connection, keys: list[_Key]) -> None:
     try:
-        conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"),
-                     {"a": LOCK_SPACE, "b": mailbox_id})
+        for shared, a, b in keys:
+            fn = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+            conn.execute(text(f"SELECT {fn}(:a, :b)"), {"a": a, "b": b})
         conn.commit()
     except Exception:  # noqa: BLE001 - a broken connection lost the lock anyway
         conn.invalidate()
@@ -94,27 +136,63 @@ def _unlock(conn: Connection, mailbox_id: int) -> None:
         conn.close()
 
 
-def held_elsewhere(db: StateDB, mailbox_id: int) -> bool:
-    """True while a live pass of ``mailbox_id`` holds the lease (any process, any machine).
+def _running(s, mailbox_id: int, folders: frozenset[int] | None) -> list[Pass]:  # type: ignore[no-untyped-def]
+    """Running rows of the mailbox that conflict with a pass of ``folders``."""
+    return [p for p in s.scalars(select(Pass).where(Pass.mailbox_id == mailbox_id,
+                                                    Pass.status == "running"))
+            if conflicts(parse_folders(p.folders), folders)]
+
+
+def held_elsewhere(db: StateDB, mailbox_id: int,
+                   folders: frozenset[int] | None = None) -> bool:
+    """True while a live pass of ``mailbox_id`` holds the lease (any process, any machine)
+    that a pass of ``folders`` (None: the whole mailbox) would conflict with.
 
     For a queue worker that got a task redelivered while its first delivery still runs:
     it waits for that pass instead of failing."""
     if _advisory(db):
-        conn = _try_lock(db, mailbox_id)
+        conn = _try_lock(db, mailbox_id, folders)
         if conn is None:
             return True
-        _unlock(conn, mailbox_id)
+        _unlock(conn, _keys(mailbox_id, folders))
         return False
     with db.session() as s:
-        return any(_alive(p.owner, p.id) for p in s.scalars(
-            select(Pass).where(Pass.mailbox_id == mailbox_id, Pass.status == "running")))
+        return any(_alive(p.owner, p.id) for p in _running(s, mailbox_id, folders))
 
 
-def acquire(db: StateDB, mailbox_id: int, kind: str) -> int:
-    """Open a pass row for ``mailbox_id``; MailboxError if a live pass holds it."""
+def holder(db: StateDB, mailbox_id: int,
+           folders: frozenset[int] | None = None) -> Literal["live", "dead", "free"]:
+    """Who holds the lease a pass of ``folders`` needs, without taking it: "live" (a
+    running pass holds it), "dead" (a conflicting row says ``running`` but its holder is
+    gone: a killed worker), "free" (nobody). On PostgreSQL it reads ``pg_locks``: trying
+    the locks would make a pass starting at that instant fail as busy."""
+    with db.session() as s:
+        rows = _running(s, mailbox_id, folders)
+        if _advisory(db):
+            held = s.execute(text(
+                "SELECT classid::bigint, objid::bigint, mode FROM pg_locks "
+                "WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())")).all()
+            live = any((a, b) == (LOCK_SPACE, mailbox_id)
+                       and (folders is None or mode == "ExclusiveLock")
+                       or folders is not None and a == PART_SPACE and b in folders
+                       for a, b, mode in held)
+        else:
+            live = any(_alive(p.owner, p.id) for p in rows)
+    if live:
+        return "live"
+    return "dead" if rows else "free"
+
+
+def acquire(db: StateDB, mailbox_id: int, kind: str, *,
+            folders: frozenset[int] | None = None, parent_id: int | None = None) -> int:
+    """Open a pass row for ``mailbox_id``; MailboxError if a live pass holds it.
+
+    ``folders``: a part of a split pass (those folder pairs only, under the plan pass
+    ``parent_id``); None: the whole mailbox."""
     conn = None
     if _advisory(db):
-        conn = _try_lock(db, mailbox_id)
+        conn = _try_lock(db, mailbox_id, folders)
         if conn is None:
             with db.session() as s:
                 other = s.scalars(select(Pass).where(
@@ -124,15 +202,16 @@ def acquire(db: StateDB, mailbox_id: int, kind: str) -> int:
             raise MailboxError(f"{BUSY}{who}", retry=Retry.TEMPORARY)
     try:
         with db.session() as s, s.begin():
-            for other in s.scalars(select(Pass).where(Pass.mailbox_id == mailbox_id,
-                                                      Pass.status == "running")):
-                # with the advisory lock in hand every running row is a dead holder's
+            for other in _running(s, mailbox_id, folders):
+                # with the advisory locks in hand every conflicting running row is a
+                # dead holder's
                 if conn is None and _alive(other.owner, other.id):
                     raise MailboxError(f"{BUSY} ({other.owner}, "
                                        f"started {other.started_at:%Y-%m-%d %H:%M})",
                                        retry=Retry.TEMPORARY)
                 other.status, other.finished_at = "interrupted", utcnow()
-            run = Pass(mailbox_id=mailbox_id, kind=kind, owner=_me())
+            run = Pass(mailbox_id=mailbox_id, kind=kind, owner=_me(),
+                       folders=folders_text(folders), parent_id=parent_id)
             s.add(run)
             s.flush()
             mb = s.get(Mailbox, mailbox_id)
@@ -141,12 +220,12 @@ def acquire(db: StateDB, mailbox_id: int, kind: str) -> int:
             pass_id = run.id
     except BaseException:
         if conn is not None:
-            _unlock(conn, mailbox_id)
+            _unlock(conn, _keys(mailbox_id, folders))
         raise
     with _lock:
         _active.add(pass_id)
         if conn is not None:
-            _held[pass_id] = (conn, mailbox_id)
+            _held[pass_id] = (conn, _keys(mailbox_id, folders))
     return pass_id
 
 

@@ -288,7 +288,9 @@ class ByteBudget:
     message travelling alone) the sum must still fit the configured ``batch_bytes``, so
     peak memory follows the budget, not the mailbox or the number of connections. A
     reservation larger than the whole budget (one large message) waits until it has the
-    budget to itself.
+    budget to itself. Reservations are served in the order asked (first come, first
+    served): with workers that fetch their next batch ahead, small reservations would
+    otherwise keep a large message waiting for the whole budget indefinitely.
     """
 
     def __init__(self, total: int) -> None:
@@ -296,13 +298,22 @@ class ByteBudget:
         self.free = self.total
         self._cond = threading.Condition()
         self.peak = 0  # most bytes reserved at once
+        self._tickets = 0   # reservations asked for so far
+        self._serving = 0   # the ticket whose turn it is
 
     @contextmanager
     def hold(self, size: int) -> Iterator[None]:
         size = max(0, min(size, self.total))
+        if size == 0:  # nothing to hold: no need to queue behind anyone
+            yield
+            return
         with self._cond:
-            while self.free < size:
+            ticket = self._tickets
+            self._tickets += 1
+            while self._serving != ticket or self.free < size:
                 self._cond.wait()
+            self._serving += 1
+            self._cond.notify_all()  # the next in line may fit too
             self.free -= size
             self.peak = max(self.peak, self.total - self.free)
         try:

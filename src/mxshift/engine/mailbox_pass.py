@@ -22,26 +22,30 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
-from typing import Callable, Protocol
+from typing import Callable, Protocol, cast
 
 from sqlalchemy import delete, select, update
 
-from mxshift.engine import lease
+from mxshift.engine import gmail_labels, lease
 from mxshift.engine.copier import FolderCopier, LiveProgress, NewMessage
 from mxshift.engine.folder_pool import FolderPool, apply_guarded, worker_count
 from mxshift.engine.limits import ByteBudget
 from mxshift.engine.serial_journal import SerialJournal
 from mxshift.engine.journal import Hooks, Journal
 from mxshift.engine.locate import locate
-from mxshift.engine.plan import Candidate, Known, deletion_blocked, plan_folder, plan_moves
+from mxshift.engine.flag_plan import intent_text, store_commands
+from mxshift.engine.folder_listing import listing_known
+from mxshift.engine.plan import (Candidate, FlagChange, Known, deletion_blocked, plan_folder,
+                                 plan_moves)
 from mxshift.engine.reconcile import reconcile
 from mxshift.engine.settings import PassSettings
-from mxshift.errors import FolderError, MailboxError, SyncError
+from mxshift.errors import FolderError, MailboxError, MxshiftError, SyncError
 from mxshift.identity import fingerprint, identity_fields
-from mxshift.mapping import map_folders
+from mxshift.mapping import Namespace, RemoteFolder, map_folders
 from mxshift.state.db import StateDB
-from mxshift.state.models import Finding, FolderPair, Mailbox, Pass, utcnow
-from mxshift.store.base import FolderChanges, Store, store_notes
+from mxshift.state.models import Finding, FolderPair, Mailbox, Message, Pass, utcnow
+from mxshift.store.lazy import LazyStore
+from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta, Store, store_notes
 
 
 class Progress(Protocol):
@@ -90,6 +94,7 @@ class FolderScan:
     highestmodseq: int | None = None
     mode: str = "full-scan"   # qresync | condstore | full-scan: how the source was read
     complete: bool = True     # False when something was held back (e.g. mass deletion)
+    identified: bool = False  # the new messages' sizes and fingerprints were read
 
 
 def delta_mode(capabilities: frozenset[str]) -> str:
@@ -117,6 +122,13 @@ def qresync_flags(known: dict[int, Known], changes: FolderChanges,
     return flags if len(flags) == exists else None
 
 
+def new_message(meta: MessageMeta) -> NewMessage:
+    """A new source message as the copy and the move planning need it."""
+    fp = fingerprint(meta.headers, meta.size)
+    return NewMessage(uid=meta.uid, size=meta.size, fingerprint=fp.value, strong=fp.strong,
+                      subject=subject_of(meta.headers))
+
+
 def subject_of(headers: bytes) -> str:
     raw = identity_fields(headers).get(b"subject", b"")
     try:
@@ -126,6 +138,10 @@ def subject_of(headers: bytes) -> str:
 
 
 class MailboxPass:
+    #: A part of a split pass (engine/folder_tasks.py) works on these folder pairs only
+    #: and leaves the folder mapping to its plan pass; None: the whole mailbox.
+    folders: frozenset[int] | None = None
+
     def __init__(self, db: StateDB, mailbox_id: int, *, source: Callable[[], Store],
                  destination: Callable[[], Store], settings: PassSettings,
                  hooks: Hooks | None = None, progress: Progress | None = None,
@@ -139,6 +155,8 @@ class MailboxPass:
         self.hooks = hooks or Hooks()
         self.progress = progress or NoProgress()
         self.journal = Journal(db, mailbox_id, self.hooks)
+        # STATUS of the source folders as the pass's first LIST answered it (LIST-STATUS)
+        self.source_status: dict[str, FolderStatus] = {}
 
     # -- the pass -------------------------------------------------------------------
     def run(self) -> PassResult:
@@ -152,7 +170,7 @@ class MailboxPass:
         result = PassResult(mailbox=label,
                             kind=self.kind or ("delta" if has_passed else "prestage"))
         try:
-            self.pass_id = lease.acquire(self.db, self.mailbox_id, result.kind)
+            self.pass_id = self._acquire(result.kind)
         except MailboxError as exc:
             result.status, result.error = "failed", str(exc)
             self.progress.finish(label, result)
@@ -162,12 +180,23 @@ class MailboxPass:
         finally:
             lease.release(self.pass_id)  # also on a (simulated) kill: this process is done
 
+    def _acquire(self, kind: str) -> int:
+        """The lease and the pass row (a part of a split pass takes its folders' lease)."""
+        return lease.acquire(self.db, self.mailbox_id, kind)
+
+    def _handed_off(self, scans: dict[int, FolderScan], result: PassResult) -> bool:
+        """After moves: True when the folders' work went to other tasks (a split pass,
+        engine/folder_tasks.py) and this pass ends here."""
+        return False
+
     def _run_leased(self, label: str, result: PassResult, started: float) -> PassResult:
         self.hooks.checkpoint("journal pass start")
         src = dst = None
         try:
             src = self.open_source()
-            dst = self.open_destination()
+            # The destination logs in on first use: a pass with nothing to do never
+            # does (see _nothing_to_do); one with work to do does after the source's.
+            dst = cast(Store, LazyStore(self.open_destination))
             self._run(src, dst, result)
             result.status = "ok"
         except SyncError as exc:
@@ -186,9 +215,10 @@ class MailboxPass:
         return result
 
     def _run(self, src: Store, dst: Store, result: PassResult) -> None:
-        pairs = self._map_folders(src, dst, result)
-        reconcile(self.journal, dst, pairs)
-        pairs = self._load_pairs()  # reconcile may have reset a folder's map
+        pairs = (self._map_folders(src, dst, result) if self.folders is None
+                 else self._load_pairs())
+        if reconcile(self.journal, dst, pairs):
+            pairs = self._load_pairs()  # reconcile may have reset a folder's map
         scans: dict[int, FolderScan] = {}
         for pair in sorted(pairs.values(), key=lambda p: p.id):
             if not pair.selectable:
@@ -205,9 +235,13 @@ class MailboxPass:
         self._identify_new(src, scans)
         moves = self._plan_moves(scans)
         self._execute_moves(dst, scans, moves, pairs, result)
+        if self._handed_off(scans, result):
+            return
+        labels = gmail_labels.take_labels(self, dst, scans)  # [options] gmail_labels
         self.progress.start(result.mailbox, sum(len(s.new) for s in scans.values()),
                             sum(m.size for s in scans.values() for m in s.new.values()))
         self._apply_all(src, dst, [scan for _, scan in sorted(scans.items())], result)
+        gmail_labels.apply_labels(self, src, dst, labels, scans, result)
         self._drop_gone_folders(dst, [s.pair for s in scans.values() if not s.pair.present])
 
     def _apply_all(self, src: Store, dst: Store, scans: list[FolderScan],
@@ -215,7 +249,9 @@ class MailboxPass:
         """Step 6 for every folder: on this connection pair, or on several (folder_pool)."""
         self.live = LiveProgress(self.db, self.pass_id)
         self.cancel = threading.Event()
+        scan_journal = self.journal
         self.journal = SerialJournal(self.db, self.mailbox_id, self.hooks)
+        self.journal.share_cache(scan_journal)
         one = apply_guarded(self._apply,
                             lambda scan, exc, part: self._folder_error(scan.pair, exc, part))
         workers = worker_count(scans, self.settings.folder_parallelism)
@@ -254,10 +290,16 @@ class MailboxPass:
 
     # -- step 2: folders ------------------------------------------------------------
     def _map_folders(self, src: Store, dst: Store, result: PassResult) -> dict[int, FolderPair]:
-        src_ns, dst_ns = src.namespace(), dst.namespace()
+        src_ns = src.namespace()
+        # The source's listing brings every folder's STATUS where it can (LIST-STATUS):
+        # the scan then asks STATUS only of folders the answer left out.
+        src_folders, self.source_status = src.list_folders_status()
+        quiet = self._nothing_to_do(src, src_folders, src_ns)
+        if quiet is not None:
+            return quiet  # the destination is not even logged in to
+        dst_ns = dst.namespace()
         dst_folders = dst.list_folders()
-        mapping = map_folders(src.list_folders(), src_ns, dst_folders, dst_ns,
-                              self.settings.rules)
+        mapping = map_folders(src_folders, src_ns, dst_folders, dst_ns, self.settings.rules)
         existing = {f.name for f in dst_folders}
         with self.db.session() as s:
             known = {p.source_name: p for p in s.scalars(
@@ -305,6 +347,37 @@ class MailboxPass:
             result.notes.append(text)
         return self._load_pairs()
 
+    def _nothing_to_do(self, src: Store, src_folders: list[RemoteFolder],
+                       src_ns: Namespace) -> dict[int, FolderPair] | None:
+        """The folder pairs, when the source lists exactly the folders they map and every
+        one's STATUS (from LIST-STATUS) is what the last complete pass saved: a no-change
+        pass, which then needs neither the destination's folder list nor its login.
+        None otherwise: the folders are mapped as always (see engine/folder_listing.py).
+        """
+        if not self.source_status or delta_mode(src.capabilities) == "full-scan":
+            return None
+        pairs = self._load_pairs()
+        if not pairs:
+            return None
+        try:  # which listed folders the rules take; the destination's names play no part
+            stand_in = map_folders(src_folders, src_ns, [],
+                                   Namespace("", src_ns.separator or "/"), self.settings.rules)
+        except (ValueError, MxshiftError):
+            return None
+        if stand_in.collisions or not listing_known(
+                pairs.values(), src_folders, [m.source for m in stand_in.mappings if m.source]):
+            return None
+        for pair in pairs.values():
+            if not (pair.present and pair.selectable):
+                continue
+            st = self.source_status.get(pair.source_name)
+            if st is None or pair.source_highestmodseq is None or (
+                    st.uidvalidity, st.uidnext, st.messages, st.highestmodseq) != (
+                    pair.source_uidvalidity, pair.source_uidnext, pair.source_messages,
+                    pair.source_highestmodseq):
+                return None
+        return pairs
+
     def _refused_folder(self, src: Store, source: str, dest_name: str, selectable: bool,
                         exc: FolderError, result: PassResult) -> None:
         """The destination will not have this name: say so, copy the rest, retry next pass."""
@@ -319,7 +392,8 @@ class MailboxPass:
     def _load_pairs(self) -> dict[int, FolderPair]:
         with self.db.session() as s:
             return {p.id: p for p in s.scalars(
-                select(FolderPair).where(FolderPair.mailbox_id == self.mailbox_id))}
+                select(FolderPair).where(FolderPair.mailbox_id == self.mailbox_id))
+                if self.folders is None or p.id in self.folders}
 
     # -- step 4: scan ---------------------------------------------------------------
     def _scan(self, src: Store, pair: FolderPair) -> FolderScan | None:
@@ -342,7 +416,7 @@ class MailboxPass:
         if pair.source_highestmodseq is None or not pair.source_uidvalidity:
             mode = "full-scan"  # nothing to compare with: first pass, or not in step
         if mode != "full-scan":
-            st = src.status(pair.source_name)
+            st = self.source_status.get(pair.source_name) or src.status(pair.source_name)
             if (st.uidvalidity, st.uidnext, st.messages, st.highestmodseq) == (
                     pair.source_uidvalidity, pair.source_uidnext, pair.source_messages,
                     pair.source_highestmodseq):
@@ -373,25 +447,31 @@ class MailboxPass:
         delta = plan_folder(flags, known)
         if delta.forget:
             self.journal.forget(pair.id, delta.forget)
-        new = {uid: NewMessage(uid=uid) for uid in delta.new}
-        return FolderScan(pair, flags, new, delta.vanished, st.uidvalidity, st.uidnext,
+        added = changes.added if changes is not None else {}
+        new = {uid: new_message(added[uid]) if uid in added else NewMessage(uid=uid)
+               for uid in delta.new}
+        scan = FolderScan(pair, flags, new, delta.vanished, st.uidvalidity, st.uidnext,
                           st.highestmodseq, mode)
+        # Identified now, while the folder is selected: no second SELECT for it.
+        self._identify_new(src, {pair.id: scan}, selected=True)
+        return scan
 
-    def _identify_new(self, src: Store, scans: dict[int, FolderScan]) -> None:
-        """Sizes and fingerprints of new messages: for batching, moves and adoption."""
+    def _identify_new(self, src: Store, scans: dict[int, FolderScan], *,
+                      selected: bool = False) -> None:
+        """Sizes and fingerprints of new messages: for batching, moves and adoption.
+        ``selected``: the source has the (one) folder selected already."""
         for scan in scans.values():
-            if not scan.new:
+            if not scan.new or scan.identified:
                 continue
-            src.select(scan.pair.source_name, readonly=True)
-            uids = sorted(scan.new)
+            uids = sorted(u for u, m in scan.new.items() if not m.fingerprint)
+            if uids and not selected:
+                src.select(scan.pair.source_name, readonly=True)
             for i in range(0, len(uids), 1000):
                 for meta in src.fetch_meta(uids[i:i + 1000]):
-                    fp = fingerprint(meta.headers, meta.size)
-                    scan.new[meta.uid] = NewMessage(uid=meta.uid, size=meta.size,
-                                                    fingerprint=fp.value, strong=fp.strong,
-                                                    subject=subject_of(meta.headers))
+                    scan.new[meta.uid] = new_message(meta)
             for uid in [u for u, m in scan.new.items() if not m.fingerprint]:
                 del scan.new[uid]  # expunged between the scan and now
+            scan.identified = True
 
     # -- step 5/6: moves ------------------------------------------------------------
     def _plan_moves(self, scans: dict[int, FolderScan]) -> list[tuple[Candidate, Candidate]]:
@@ -433,8 +513,7 @@ class MailboxPass:
             target_name = pairs[b].destination_name
             floor = dst.status(target_name).uidnext
             dst.select(pairs[a].destination_name, readonly=False)
-            for row, n in todo:
-                self.journal.record_move(row.id, b, n.source_uid, floor)
+            self.journal.record_moves([(row.id, b, n.source_uid, floor) for row, n in todo])
             uid_map = dst.move([r.destination_uid for r, _ in todo], target_name)  # type: ignore[misc]
             self.hooks.checkpoint("move")
             if uid_map is None:
@@ -442,20 +521,29 @@ class MailboxPass:
                 found = locate(dst, floor, self.journal.mapped_dest_uids(b),
                                [(r.id, r.fingerprint) for r, _ in todo])
                 uid_map = {r.destination_uid: found[r.id] for r, _ in todo if r.id in found}
-            for row, n in todo:
-                self.journal.settle_move(row.id, b, n.source_uid,
-                                         uid_map.get(row.destination_uid))  # type: ignore[arg-type]
+            self.journal.settle_moves([(row.id, b, n.source_uid,
+                                        uid_map.get(row.destination_uid))  # type: ignore[misc]
+                                       for row, n in todo])
             result.moved += len(todo)
 
     # -- step 6: per folder ---------------------------------------------------------
     def _apply(self, src: Store, dst: Store, scan: FolderScan, result: PassResult) -> None:
         pair = scan.pair
+        known = self.journal.known(pair.id)
+        if not scan.new and not scan.vanished and not (pair.present and plan_folder(
+                scan.source_flags, known).flag_changes):
+            # Nothing to write (e.g. only moves arrived, or a change undone): the
+            # destination folder is not even selected. Without PERMANENTFLAGS every
+            # flag counts, so this never hides a change the destination would keep.
+            self._settle_folder(pair, scan, {}, [])
+            return
         st = dst.select(pair.destination_name, readonly=False)
         if self.journal.track_uidvalidity(pair, "destination", st.uidvalidity):
             scan.vanished = []
             scan.new = {u: NewMessage(uid=u) for u in scan.source_flags}
+            scan.identified = False
             self._identify_new(src, {pair.id: scan})
-        known = self.journal.known(pair.id)
+            known = self.journal.known(pair.id)
         copier = FolderCopier(self, src, dst, pair, st, result,
                               batch_bytes=getattr(self, "worker_batch_bytes", None),
                               live=getattr(self, "live", None),
@@ -468,44 +556,68 @@ class MailboxPass:
             # do not map yet (a previous tool, lost state, an interrupted adoption).
             copier.copy(sorted(scan.new.values(), key=lambda m: m.uid),
                         adopt=pair.last_synced_at is None or not known)
-        if pair.present:
-            self._apply_flags(dst, pair, scan, st.permanent_flags, result)
+        changes, want = self._flag_changes(pair, scan, st.permanent_flags)
+        deleting: dict[int, Message] = {}
         if scan.vanished:
-            scan.complete = self._delete(dst, pair, scan.vanished, len(known), result)
+            if self._deletion_allowed(pair, scan.vanished, len(known), result):
+                deleting = self.journal.rows(pair.id, scan.vanished)
+            else:
+                scan.complete = False
+        self._write_changes(dst, pair, changes, deleting, result)
+        self._settle_folder(pair, scan, want, [r.id for r in deleting.values()])
+
+    def _settle_folder(self, pair: FolderPair, scan: FolderScan,
+                       new_flags: dict[int, frozenset[str]], deleted_ids: list[int]) -> None:
         # HIGHESTMODSEQ is saved only when the folder is fully in step: it is what lets
         # the next pass skip the folder or read only what changed after it.
-        with self.journal.tx("journal folder synced") as s:
-            s.execute(update(FolderPair).where(FolderPair.id == pair.id).values(
-                source_uidvalidity=scan.uidvalidity, source_uidnext=scan.uidnext,
-                source_messages=len(scan.source_flags),
-                source_highestmodseq=scan.highestmodseq if scan.complete else None,
-                last_synced_at=utcnow(), sync_mode=scan.mode))
+        self.journal.settle_folder(pair.id, new_flags, deleted_ids, dict(
+            source_uidvalidity=scan.uidvalidity, source_uidnext=scan.uidnext,
+            source_messages=len(scan.source_flags),
+            source_highestmodseq=scan.highestmodseq if scan.complete else None,
+            last_synced_at=utcnow(), sync_mode=scan.mode))
 
-    def _apply_flags(self, dst: Store, pair: FolderPair, scan: FolderScan,
-                     permanent: frozenset[str] | None, result: PassResult) -> None:
+    def _flag_changes(self, pair: FolderPair, scan: FolderScan,
+                      permanent: frozenset[str] | None
+                      ) -> tuple[list[FlagChange], dict[int, frozenset[str]]]:
+        """The folder's flag changes, and the flags each changed row will have."""
+        if not pair.present:
+            return [], {}
         known = self.journal.known(pair.id)
-        delta = plan_folder(scan.source_flags, known, permanent)
-        groups: dict[tuple[frozenset[str], frozenset[str]], list] = defaultdict(list)
-        for ch in delta.flag_changes:
-            groups[(ch.add, ch.remove)].append(ch)
-        for (add, remove), changes in groups.items():
-            uids = [c.source_uid for c in changes]
-            intent = "+" + " ".join(sorted(add)) + "|-" + " ".join(sorted(remove))
-            self.journal.record_flag_intent(pair.id, uids, intent)
-            dest_uids = [c.destination_uid for c in changes]
-            if add:
-                dst.add_flags(dest_uids, add)
-                self.hooks.checkpoint("store +flags")
-            if remove:
-                dst.remove_flags(dest_uids, remove)
-                self.hooks.checkpoint("store -flags")
-            want = {c.source_uid: (known[c.source_uid].flags | add) - remove for c in changes}
-            self.journal.settle_flags(pair.id, want)
-            result.flags_updated += len(changes)
+        changes = plan_folder(scan.source_flags, known, permanent).flag_changes
+        return changes, {c.source_uid: (known[c.source_uid].flags | c.add) - c.remove
+                         for c in changes}
 
-    def _delete(self, dst: Store, pair: FolderPair, vanished: list[int], known: int,
-                result: PassResult) -> bool:
-        """Apply deletions; False when the ceiling held them back."""
+    def _write_changes(self, dst: Store, pair: FolderPair, changes: list[FlagChange],
+                       deleting: dict[int, Message], result: PassResult) -> None:
+        """A folder's flag changes and deletions: journalled in one transaction, sent in
+        one round trip (one STORE per flag and direction, plus \\Deleted, pipelined),
+        then UID EXPUNGE; the caller settles them in the folder's last transaction.
+
+        Crash safety is that of the step-by-step writes: a flag intent is cleared and
+        re-planned by the next pass (STORE is idempotent), a ``deleting`` row is
+        expunged by reconcile whether or not its \\Deleted STORE or EXPUNGE went out.
+        """
+        dest_deleting = sorted(r.destination_uid for r in deleting.values()
+                               if r.destination_uid is not None)
+        if not changes and not deleting:
+            return
+        self.journal.record_changes(pair.id, {c.source_uid: intent_text(c) for c in changes},
+                                    sorted(deleting))
+        commands = [(c.add, c.flags, c.uids) for c in store_commands(changes)]
+        if dest_deleting:
+            commands.append((True, ("\\Deleted",), tuple(dest_deleting)))
+        if commands:
+            dst.store_flags(commands)
+            self.hooks.checkpoint("store flags")
+        if dest_deleting:
+            dst.expunge(dest_deleting, marked=True)
+            self.hooks.checkpoint("expunge")
+        result.flags_updated += len(changes)
+        result.deleted += len(deleting)
+
+    def _deletion_allowed(self, pair: FolderPair, vanished: list[int], known: int,
+                          result: PassResult) -> bool:
+        """False when the deletion ceiling holds this folder's deletions back."""
         s = self.settings
         if not s.allow_mass_delete and deletion_blocked(len(vanished), known,
                                                         s.deletion_ceiling, s.deletion_floor):
@@ -519,14 +631,6 @@ class MailboxPass:
             result.notes.append(f"{pair.display_name or pair.source_name}: {reason}")
             result.errors += 1
             return False
-        rows = self.journal.rows(pair.id, vanished)
-        self.journal.record_deleting(pair.id, vanished)
-        dest_uids = sorted(r.destination_uid for r in rows.values()
-                           if r.destination_uid is not None)
-        dst.expunge(dest_uids)
-        self.hooks.checkpoint("expunge")
-        self.journal.forget_ids([r.id for r in rows.values()], "journal settle deletions")
-        result.deleted += len(rows)
         return True
 
     # -- bookkeeping ----------------------------------------------------------------

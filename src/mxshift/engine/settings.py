@@ -21,3 +21,7 @@ class PassSettings:
     folder_parallelism: int = 1
     # [destination] provider: a size limit that is its profile's is named in skip reasons
     destination_provider: str | None = None
+    # "labels": on a destination with X-GM-EXT-1, a message in several source folders is
+    # appended once and labelled with the others (engine/gmail_labels.py); "folders": a
+    # copy per folder
+    gmail_labels: str = "folders"

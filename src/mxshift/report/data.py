@@ -51,7 +51,9 @@ def collect(proj: OpenProject) -> dict[str, Any]:
             timeline.append({"at": _iso(ev.at), "mailbox": None, "text": ev.text})
     for m in proj.mailboxes():
         with proj.db.session() as s:
-            passes = list(s.scalars(select(Pass).where(Pass.mailbox_id == m.id)
+            # parts of a split pass are summed into their plan row: one logical pass
+            passes = list(s.scalars(select(Pass).where(Pass.mailbox_id == m.id,
+                                                       Pass.parent_id.is_(None))
                                     .order_by(Pass.id)))
             accs = list(s.scalars(select(Acceptance).where(Acceptance.mailbox_id == m.id)
                                   .order_by(Acceptance.id)))

@@ -10,9 +10,13 @@ hold credentials an admin keeps out of the project file).
                                 it is a Redis URL; none -> caps are per process)
     MXSHIFT_QUEUE               queue name (default "mxshift"; one per project if several
                                 projects share a Redis)
-    MXSHIFT_VISIBILITY_TIMEOUT  seconds after which a task taken by a worker that died is
-                                handed to another (default 3600; keep it above your
-                                longest pass, see runners/celery_app.py)
+    MXSHIFT_VISIBILITY_TIMEOUT  seconds after which Redis hands a task that was taken
+                                but not acknowledged to another worker (default 21600):
+                                only a safety net, see MXSHIFT_LEASE_CHECK
+    MXSHIFT_LEASE_CHECK         seconds between looks of the workers' lease watcher
+                                (runners/requeue.py; default 2, 0 = off): a live pass's
+                                task is kept from redelivery, a dead worker's task is
+                                requeued after 3 looks without a live lease
     MXSHIFT_SLOT_TTL            seconds a dead worker's connection slots stay counted
                                 (default 30)
 """
@@ -34,8 +38,9 @@ class RunnerSettings:
     result_backend: str | None
     redis_url: str | None
     queue: str = "mxshift"
-    visibility_timeout: float = 3600.0
+    visibility_timeout: float = 21600.0
     slot_ttl: float = 30.0
+    lease_check: float = 2.0
 
     @property
     def distributed(self) -> bool:
@@ -47,7 +52,8 @@ class RunnerSettings:
         return self.broker_url or DEFAULT_BROKER
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, *,
+             zero: bool = False) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -55,7 +61,7 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: expected a number of seconds") from None
-    if value <= 0:
+    if value < 0 or (value == 0 and not zero):
         raise ConfigError(f"{name}={raw!r}: expected a positive number of seconds")
     return value
 
@@ -70,5 +76,6 @@ def runner_settings(env: Mapping[str, str] | None = None) -> RunnerSettings:
     return RunnerSettings(
         broker_url=broker, result_backend=backend, redis_url=redis_url,
         queue=env.get("MXSHIFT_QUEUE") or "mxshift",
-        visibility_timeout=_seconds(env, "MXSHIFT_VISIBILITY_TIMEOUT", 3600.0),
-        slot_ttl=_seconds(env, "MXSHIFT_SLOT_TTL", 30.0))
+        visibility_timeout=_seconds(env, "MXSHIFT_VISIBILITY_TIMEOUT", 21600.0),
+        slot_ttl=_seconds(env, "MXSHIFT_SLOT_TTL", 30.0),
+        lease_check=_seconds(env, "MXSHIFT_LEASE_CHECK", 2.0, zero=True))

@@ -111,7 +111,7 @@ class Pass(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id"), index=True)
     kind: Mapped[str] = mapped_column(String(12))  # prestage|delta|final|sweep
-    status: Mapped[str] = mapped_column(String(12), default="running")  # running|ok|partial|failed|interrupted
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running|ok|partial|failed|interrupted|split
     owner: Mapped[str | None] = mapped_column(String(200))  # host:pid of the process running it
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -125,6 +125,11 @@ class Pass(Base):
     errors: Mapped[int] = mapped_column(Integer, default=0)
     seconds: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    # A part of a split pass (engine/folder_tasks.py): the folder pair ids it covers
+    # ("3,7,9"; NULL: the whole mailbox) and the plan pass it belongs to. A plan row
+    # waits in status "split" until its parts have finished, then holds their totals.
+    folders: Mapped[str | None] = mapped_column(Text)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("pass.id"), index=True)
 
 
 class Finding(Base):

@@ -15,7 +15,7 @@ Contracts that hold for every method:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable, Iterator, Protocol
 
@@ -51,6 +51,9 @@ class FolderChanges:
     vanished: frozenset[int]
     changed: dict[int, frozenset[str]]
     trusted: bool = True
+    # Messages added above the known UIDs, with what identifies them (their flags are in
+    # ``changed`` too); may be empty where the server reported them itself.
+    added: dict[int, "MessageMeta"] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ class Store(Protocol):
 
     def list_folders(self) -> list[RemoteFolder]:
         """Every folder of the account with its LIST flags (incl. special-use)."""
+        ...
+
+    def list_folders_status(self) -> tuple[list[RemoteFolder], dict[str, FolderStatus]]:
+        """:meth:`list_folders`, plus the STATUS of every selectable folder where the
+        server answers both in one command (LIST-STATUS, RFC 5819); the dict is empty
+        otherwise, and a folder the server gave no STATUS for is absent from it."""
         ...
 
     def create_folder(self, name: str) -> None:
@@ -159,14 +168,21 @@ class Store(Protocol):
 
     def add_flags(self, uids: Iterable[int], flags: Iterable[str]) -> None: ...
 
+    def store_flags(self, commands: Iterable[tuple[bool, Iterable[str], Iterable[int]]]
+                    ) -> None:
+        """Apply several (add, flags, uids) flag changes to the selected folder in one
+        round trip; the caller guarantees they do not depend on each other's order."""
+        ...
+
     def remove_flags(self, uids: Iterable[int], flags: Iterable[str]) -> None: ...
 
     def move(self, uids: list[int], folder: str) -> dict[int, int] | None:
         """Move from the selected folder; returns old->new UIDs when the server says (COPYUID)."""
         ...
 
-    def expunge(self, uids: list[int]) -> None:
-        """Mark ``uids`` \\Deleted and expunge exactly them, never other \\Deleted messages."""
+    def expunge(self, uids: list[int], *, marked: bool = False) -> None:
+        """Mark ``uids`` \\Deleted and expunge exactly them, never other \\Deleted messages;
+        ``marked``: the caller already set \\Deleted on them (:meth:`store_flags`)."""
         ...
 
     def quota(self) -> QuotaInfo | None:

@@ -30,7 +30,7 @@ from mxshift.errors import (EndpointError, FolderError, MailboxError, MessageErr
 from mxshift.mapping import Namespace, RemoteFolder
 from mxshift.store import throttle
 from mxshift.store.auth import Credentials
-from mxshift.store import qresync
+from mxshift.store import list_status, qresync
 from mxshift.store.fetch_parse import parse_body_fetch, parse_fetch_fast  # noqa: F401
 from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta, QuotaInfo, RawMessage
 from mxshift.store.imap_backpressure import BackPressure
@@ -47,6 +47,9 @@ _UIDPLUS_RE = re.compile(rb"\[(APPENDUID|COPYUID) (\d+) ([\d:,]+)(?: ([\d:,]+))?
 # A message above this size is sent with a synchronising literal even where LITERAL+ is
 # offered: the server may refuse it (size, quota) before we send its bytes.
 SYNC_LITERAL_ABOVE = 8 * 1024 * 1024
+# Commands sent before reading their answers (store_flags): few enough that the answers
+# (a tagged OK each) never fill the socket buffers while we are still sending.
+PIPELINE_DEPTH = 64
 T = TypeVar("T")
 
 
@@ -82,6 +85,23 @@ def parse_uidplus(text: bytes | str) -> tuple[str, int, list[int], list[int]] | 
         return kind, int(m.group(2)), [], expand_uid_set(m.group(3).decode())
     return kind, int(m.group(2)), expand_uid_set(m.group(3).decode()), \
         expand_uid_set((m.group(4) or b"").decode())
+
+
+def _metas(data: dict[int, dict[bytes, object]],
+           uids: Iterable[int] | None = None) -> list[MessageMeta]:
+    """MessageMeta of each answer to a FETCH of ``_META_ITEMS`` (of ``uids``, in order)."""
+    out = []
+    for uid in sorted(data) if uids is None else uids:
+        item = data.get(uid)
+        if item is None or b"RFC822.SIZE" not in item:
+            continue
+        header = next((v for k, v in item.items()
+                       if k.startswith(b"BODY[HEADER.FIELDS")), b"") or b""
+        out.append(MessageMeta(uid=uid, size=int(item[b"RFC822.SIZE"]),  # type: ignore[call-overload]
+                               flags=_flags(item.get(b"FLAGS", ())),  # type: ignore[arg-type]
+                               internaldate=item[b"INTERNALDATE"],  # type: ignore[arg-type]
+                               headers=header))  # type: ignore[arg-type]
+    return out
 
 
 class ImapStore(BackPressure):
@@ -167,6 +187,33 @@ class ImapStore(BackPressure):
         for flags, _delim, name in self._call(self._c.list_folders):
             out.append(RemoteFolder(name=_s(name), flags=frozenset(_s(f) for f in flags)))
         return out
+
+    def list_folders_status(self) -> tuple[list[RemoteFolder], dict[str, FolderStatus]]:
+        """One ``LIST "" "*" RETURN (STATUS (...))`` where the server offers LIST-STATUS
+        (and it is not in ``disable_capabilities``); else :meth:`list_folders` and no
+        statuses. An answer we cannot read also falls back (STATUS per folder)."""
+        if "LIST-STATUS" not in self.capabilities:
+            return self.list_folders(), {}
+        args = list_status.list_command_args(self.capabilities)
+
+        def once() -> dict[str, list[object]]:
+            imap = self._c._imap  # looked up each time: a reconnect replaces the client
+            for key in ("LIST", "STATUS"):
+                imap.untagged_responses.pop(key, None)
+            typ, data = imap._simple_command("LIST", *args)
+            if typ != "OK":
+                raise IMAPClientError(b" ".join(d for d in data if isinstance(d, bytes))
+                                      .decode("utf-8", "replace"))
+            return {key: imap.untagged_responses.pop(key, []) for key in ("LIST", "STATUS")}
+
+        try:
+            untagged = self._retry("LIST", once)
+            return list_status.parse_list_status(untagged)
+        except list_status.ListStatusError:
+            return self.list_folders(), {}
+        except IMAPClientError as exc:
+            self._raise_if_back_pressure(exc, "LIST")
+            raise FolderError(f"LIST-STATUS: {_clean(str(exc))}") from None
 
     def create_folder(self, name: str) -> None:
         try:
@@ -290,30 +337,24 @@ class ImapStore(BackPressure):
             changed.update({u: _flags(i.get(b"FLAGS", ())) for u, i in data2.items()})
         # Given known-uids, the server reports changes among them only (Dovecot does, as
         # RFC 7162 3.2.5.2 allows): messages added above them are read here, when any.
+        # They come with what identifies them (size, date, identity headers), so the pass
+        # needs no second SELECT of the folder to fingerprint them.
         first_new = max(known, default=0) + 1
+        added: dict[int, MessageMeta] = {}
         if known and status.uidvalidity == uidvalidity and status.uidnext > first_new:
-            data3 = self._call(self._fetch, f"{first_new}:*", ["FLAGS"])
-            changed.update({u: _flags(i.get(b"FLAGS", ())) for u, i in data3.items()
-                            if u >= first_new and u not in found.vanished})
+            data3 = self._call(self._fetch, f"{first_new}:*", _META_ITEMS)
+            added = {m.uid: m for m in _metas(data3) if m.uid >= first_new
+                     and m.uid not in found.vanished}
+            changed.update({u: m.flags for u, m in added.items()})
         return FolderChanges(status=status, vanished=found.vanished, changed=changed,
-                             trusted=found.unkeyed == 0)
+                             trusted=found.unkeyed == 0, added=added)
 
     def fetch_meta(self, uids: Iterable[int]) -> list[MessageMeta]:
         uid_list = sorted(set(uids))
         if not uid_list:
             return []
         data = self._call(self._fetch, compress_uids(uid_list), _META_ITEMS)
-        out = []
-        for uid in uid_list:
-            item = data.get(uid)
-            if item is None or b"RFC822.SIZE" not in item:
-                continue
-            header = next((v for k, v in item.items()
-                           if k.startswith(b"BODY[HEADER.FIELDS")), b"") or b""
-            out.append(MessageMeta(uid=uid, size=int(item[b"RFC822.SIZE"]),
-                                   flags=_flags(item.get(b"FLAGS", ())),
-                                   internaldate=item[b"INTERNALDATE"], headers=header))
-        return out
+        return _metas(data, uid_list)
 
     def fetch_header_fields(self, uids: Iterable[int], names: Iterable[str]) -> dict[int, bytes]:
         uid_list = sorted(set(uids))
@@ -450,10 +491,65 @@ class ImapStore(BackPressure):
         if uid_list and flag_list:
             self._call(self._c.add_flags, compress_uids(uid_list), flag_list, silent=True)
 
+    def add_gmail_labels(self, uids: Iterable[int], labels: Iterable[str]) -> None:
+        """``UID STORE uids +X-GM-LABELS.SILENT (labels)`` on the selected folder (Gmail,
+        X-GM-EXT-1): the messages then also show in those label folders. ``labels`` are
+        unicode label names (imapclient encodes them); idempotent like any STORE, so
+        repeated as it is after back-pressure. Used by engine/gmail_labels.py."""
+        uid_list, label_list = sorted(set(uids)), sorted(set(labels))
+        if uid_list and label_list:
+            self._call(self._c.add_gmail_labels, compress_uids(uid_list), label_list,
+                       silent=True)
+
     def remove_flags(self, uids: Iterable[int], flags: Iterable[str]) -> None:
         uid_list, flag_list = sorted(set(uids)), sorted(flags)
         if uid_list and flag_list:
             self._call(self._c.remove_flags, compress_uids(uid_list), flag_list, silent=True)
+
+    def store_flags(self, commands: Iterable[tuple[bool, Iterable[str], Iterable[int]]]
+                    ) -> None:
+        """Several ``UID STORE uids +FLAGS.SILENT|-FLAGS.SILENT (flags)`` (``add``,
+        ``flags``, ``uids``), sent together and answered together: one round trip.
+
+        Why pipelined: a delta pass's flag changes are a few STOREs per folder, and each
+        used to wait for its answer. RFC 3501 5.5 allows sending commands without waiting
+        where no command's result depends on another's; the caller guarantees that (no
+        UID in both directions of one flag, see engine/flag_plan.py). At most
+        ``PIPELINE_DEPTH`` commands are in flight, so the server's answers never fill the
+        socket while we are still writing. STORE is idempotent: after back-pressure the
+        whole set is sent again.
+        """
+        todo = [(add, compress_uids(u), seq_to_parenstr(sorted(f)))
+                for add, f, u in ((a, list(f), list(u)) for a, f, u in commands) if f and u]
+        if not todo:
+            return
+
+        def once() -> None:
+            imap = self._c._imap  # looked up each time: a reconnect replaces the client
+            for i in range(0, len(todo), PIPELINE_DEPTH):
+                tags = [imap._command("UID", "STORE", uidset,
+                                      "+FLAGS.SILENT" if add else "-FLAGS.SILENT", flags)
+                        for add, uidset, flags in todo[i:i + PIPELINE_DEPTH]]
+                refused: list[str] = []
+                for tag in tags:  # read every answer, even after a refusal: stay in step
+                    try:
+                        typ, data = imap._command_complete("STORE", tag)
+                    except imap.abort:  # the connection is gone: _retry's to handle
+                        raise
+                    except imap.error as exc:  # BAD
+                        refused.append(str(exc))
+                        continue
+                    if typ != "OK":
+                        refused.append(b" ".join(d for d in data if isinstance(d, bytes))
+                                       .decode("utf-8", "replace"))
+                if refused:
+                    raise IMAPClientError(refused[0])
+
+        try:
+            self._retry("STORE", once)
+        except IMAPClientError as exc:
+            self._raise_if_back_pressure(exc, "STORE")
+            raise FolderError(f"STORE on {self._selected!r}: {_clean(str(exc))}") from None
 
     def move(self, uids: list[int], folder: str) -> dict[int, int] | None:
         if not uids:
@@ -475,11 +571,14 @@ class ImapStore(BackPressure):
                 return dict(zip(parsed[2], parsed[3]))
         return None
 
-    def expunge(self, uids: list[int]) -> None:
+    def expunge(self, uids: list[int], *, marked: bool = False) -> None:
+        """``marked``: the caller already set \\Deleted on ``uids`` (in the same
+        :meth:`store_flags` round trip as its flag changes)."""
         if not uids:
             return
         uidset = compress_uids(sorted(uids))
-        self._call(self._c.add_flags, uidset, ["\\Deleted"], silent=True)
+        if not marked:
+            self._call(self._c.add_flags, uidset, ["\\Deleted"], silent=True)
         if "UIDPLUS" in self.capabilities:
             self._call(self._c.uid_expunge, uidset)
             return

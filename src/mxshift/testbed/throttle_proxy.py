@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
+from mxshift.testbed.tcp_proxy import TcpProxy
+
 MS_THROTTLED = "Request is throttled. Suggested Backoff Time: {ms} milliseconds"
 MS_TOKEN_EXPIRED = "Session invalidated - AccessTokenExpired"
 _LITERAL = re.compile(rb"\{(\d+)(\+?)\}\r\n$")
@@ -58,17 +60,12 @@ class Event:
 
 
 @dataclass
-class ThrottleProxy:
-    upstream: tuple[str, int]
-    host: str = "127.0.0.1"
-    port: int = 0
+class ThrottleProxy(TcpProxy):
     rules: list[Rule] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     connections: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _listener: socket.socket | None = None
-    _open: set[socket.socket] = field(default_factory=set)
-    _stopped: bool = False
+
+    thread_name = "throttle-proxy"
 
     def add(self, rule: Rule) -> Rule:
         self.rules.append(rule)
@@ -83,50 +80,15 @@ class ThrottleProxy:
         return min(later) - event.at if later else None
 
     # -- running --------------------------------------------------------------------
-    def start(self) -> "ThrottleProxy":
-        lst = socket.create_server((self.host, self.port))
-        self._listener = lst
-        self.port = lst.getsockname()[1]
-        threading.Thread(target=self._accept, name="throttle-proxy", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stopped = True
-        if self._listener is not None:
-            _close(self._listener)
+    def _connected(self, client: socket.socket, upstream: socket.socket) -> None:
         with self._lock:
-            for s in list(self._open):
-                _close(s)
-            self._open.clear()
-
-    def __enter__(self) -> "ThrottleProxy":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _accept(self) -> None:
-        assert self._listener is not None
-        while not self._stopped:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.upstream, timeout=10)
-                upstream.settimeout(None)
-            except OSError:
-                _close(client)
-                continue
-            with self._lock:
-                self.connections += 1
-                conn = self.connections
-                self._open.update((client, upstream))
-            send_lock = threading.Lock()
-            threading.Thread(target=self._downstream, args=(upstream, client, send_lock),
-                             daemon=True).start()
-            threading.Thread(target=self._upstream, args=(conn, client, upstream, send_lock),
-                             daemon=True).start()
+            self.connections += 1
+            conn = self.connections
+        send_lock = threading.Lock()
+        threading.Thread(target=self._downstream, args=(upstream, client, send_lock),
+                         daemon=True).start()
+        threading.Thread(target=self._upstream, args=(conn, client, upstream, send_lock),
+                         daemon=True).start()
 
     def _downstream(self, upstream: socket.socket, client: socket.socket,
                     send_lock: threading.Lock) -> None:
@@ -217,21 +179,3 @@ class ThrottleProxy:
             line = reader.readline()
             if not line:
                 return
-
-    def _hang_up(self, *socks: socket.socket) -> None:
-        with self._lock:
-            for s in socks:
-                self._open.discard(s)
-        for s in socks:
-            _close(s)
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        sock.close()
-    except OSError:
-        pass

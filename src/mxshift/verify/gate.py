@@ -19,7 +19,9 @@ from mxshift.notify import announce
 from mxshift.project import OpenProject
 from mxshift.state.models import Event, Mailbox, Pass, Project
 from mxshift.state.verify_models import Acceptance, VerifyFinding
-from mxshift.verify import run
+
+# mxshift.verify.run (collect, compare) is imported by the functions that read
+# verifications: every `sync` imports this module for ensure_not_complete (start-up time).
 
 COMPLETE = "complete"
 
@@ -66,6 +68,8 @@ def accept_skipped(proj: OpenProject, reason: str, *, only: str | None = None,
     """Accept every ``skipped`` finding of each selected mailbox's latest verification."""
     if not reason.strip():
         raise MxshiftError("an acceptance needs a reason (--reason)")
+    from mxshift.verify import run
+
     out: list[Acceptance] = []
     for m in proj.mailboxes(only):
         v = run.latest(proj.db, m.id)
@@ -100,6 +104,8 @@ class MailboxGate:
 
 
 def mailbox_gate(proj: OpenProject, m: Mailbox) -> MailboxGate:
+    from mxshift.verify import run
+
     v = run.latest(proj.db, m.id)
     if m.last_pass_at is None:
         return MailboxGate(m.source_user, False, ["never synced"])

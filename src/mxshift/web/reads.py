@@ -108,8 +108,11 @@ def mailbox_rows(s: Session, project_id: int, *, state: str | None = None,
             .where(Mailbox.project_id == project_id)
             .group_by(FolderPair.mailbox_id, Message.state)):
         counts[(mb_id, st)] = n
+    # A split pass's parts (engine/folder_tasks.py) roll up into their plan row: the
+    # plan is the mailbox's last pass; a running part still shows its live progress.
     last_ids = (select(func.max(Pass.id)).join(Mailbox, Mailbox.id == Pass.mailbox_id)
-                .where(Mailbox.project_id == project_id).group_by(Pass.mailbox_id))
+                .where(Mailbox.project_id == project_id, Pass.parent_id.is_(None))
+                .group_by(Pass.mailbox_id))
     last = {p.mailbox_id: p for p in s.scalars(select(Pass).where(Pass.id.in_(last_ids)))}
     running = {p.mailbox_id: p for p in s.scalars(
         select(Pass).join(Mailbox, Mailbox.id == Pass.mailbox_id)
@@ -223,7 +226,8 @@ def mailbox_detail(s: Session, project_id: int, mailbox_id: int,
                for f in s.scalars(select(FolderPair).where(FolderPair.mailbox_id == m.id)
                                   .order_by(FolderPair.source_name))]
     passes = [pass_json(p, now) for p in s.scalars(
-        select(Pass).where(Pass.mailbox_id == m.id).order_by(Pass.id.desc()).limit(50))]
+        select(Pass).where(Pass.mailbox_id == m.id, Pass.parent_id.is_(None))
+        .order_by(Pass.id.desc()).limit(50))]
     issues = [{"id": f.id, "kind": f.kind, "folder": f.folder, "source_uid": f.source_uid,
                "subject": f.subject, "size": f.size, "reason": f.reason,
                "pass_id": f.pass_id, "at": iso(f.created_at)}
