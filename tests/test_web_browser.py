@@ -54,6 +54,9 @@ def served(tmp_project: Path, dovecot_src: DovecotServer, dovecot_dst: DovecotSe
     p = imported(tmp_project, dovecot_src, dovecot_dst, monkeypatch)
     with (p.dir / "mxshift.toml").open("a", encoding="utf-8") as f:
         f.write("\n[options]\nbatch_messages = 25\n")  # commits often: progress is visible
+        # ... and lasts a few of the page's 1 s polls: without a rate limit the copy of
+        # 2,500 small messages now ends between two polls
+        f.write("\n[destination.throttle]\nmessages_per_second = 600\n")
     _put(dovecot_src, p.s1, p.sp1, [simple_message(i) for i in range(3)])
     _put(dovecot_src, p.s2, p.sp2, [simple_message(10)])
     ok(cli(p.dir, "-q", "sync"))

@@ -231,7 +231,7 @@ def _label_folder(owner: "MailboxPass", src: Store, dst: Store, scan: "FolderSca
         if not items:
             return
     floor = st.uidnext
-    with journal.tx("journal pending labels") as s:
+    with journal.tx("journal pending labels", fenced=True) as s:
         for m, a in items:
             s.add(_row(pair.id, m, rows[a], state="pending", origin="labelled",
                        dest_uid_floor=floor))

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from mxshift.engine.plan import Known
 from mxshift.state.db import StateDB
-from mxshift.state.models import Event, Finding, FolderPair, Message, utcnow
+from mxshift.errors import MailboxError
+from mxshift.state.models import Event, Finding, FolderPair, Message, Pass, utcnow
 
 
 class Hooks:
@@ -87,6 +88,8 @@ class Journal:
         self._writes = itertools.count()
         self._generation = next(self._writes)
         self._known: dict[int, tuple[int, dict[int, Known]]] = {}
+        # The pass whose lease every *intent* write checks (see :meth:`tx`); None: unfenced.
+        self.fence: int | None = None
 
     def share_cache(self, other: "Journal") -> None:
         """Take over ``other``'s known() cache (the same database, e.g. the scan's
@@ -94,16 +97,33 @@ class Journal:
         self._known = other._known
         self._writes = other._writes
         self._generation = other._generation
+        self.fence = other.fence
 
     @contextmanager
-    def tx(self, label: str) -> Iterator[Session]:
+    def tx(self, label: str, *, fenced: bool = False) -> Iterator[Session]:
+        """One journal transaction, then the test checkpoint.
+
+        ``fenced``: an intent written before a protocol write (an append, a move, a flag
+        change, a deletion). It commits only while this pass's row still says
+        ``running``. Why: if the pass lost its lease (its PostgreSQL lock connection
+        dropped while it ran on) and another pass took the mailbox over, the takeover
+        marked this row ``interrupted``; the fence stops this pass before it sends
+        anything more, so two passes never append the same messages."""
         try:
             with self.db.session() as s:
                 with s.begin():
+                    if fenced and self.fence is not None:
+                        self._check_fence(s)
                     yield s
         finally:  # committed or not: cached rows may be stale now
             self._generation = next(self._writes)
         self.hooks.checkpoint(label)
+
+    def _check_fence(self, s: Session) -> None:
+        status = s.scalar(select(Pass.status).where(Pass.id == self.fence))
+        if status != "running":
+            raise MailboxError(f"this pass lost its lease (its row says {status}: another "
+                               "pass of the mailbox took over); stopped before writing")
 
     def read(self) -> Session:
         return self.db.session()
@@ -152,7 +172,7 @@ class Journal:
 
     # -- copies ---------------------------------------------------------------------
     def record_pending(self, pair_id: int, items: list[Pending], floor: int) -> None:
-        with self.tx("journal pending appends") as s:
+        with self.tx("journal pending appends", fenced=True) as s:
             for p in items:
                 s.add(Message(folder_pair_id=pair_id, source_uid=p.source_uid,
                               fingerprint=p.fingerprint, strong=p.strong,
@@ -173,7 +193,7 @@ class Journal:
     def update_pending(self, pair_id: int, source_uid: int, fingerprint: str, strong: bool,
                        chash: str, size: int, repair: str) -> None:
         """A repaired copy is about to be sent: its identity is that of the new bytes."""
-        with self.tx("journal repaired append") as s:
+        with self.tx("journal repaired append", fenced=True) as s:
             s.execute(update(Message).where(Message.folder_pair_id == pair_id,
                                             Message.source_uid == source_uid)
                       .values(fingerprint=fingerprint, strong=strong, content_hash=chash,
@@ -255,7 +275,7 @@ class Journal:
         deleted (reconcile clears the intents, finishes the deletions)."""
         if not intents and not deleting:
             return
-        with self.tx("journal pending flags and deletions") as s:
+        with self.tx("journal pending flags and deletions", fenced=True) as s:
             if intents:
                 s.connection().execute(_INTENT, [
                     {"b_pair": pair_id, "b_uid": uid, "b_text": text, "b_now": utcnow()}
@@ -298,7 +318,7 @@ class Journal:
         """Rows about to be moved on the destination, (row id, target pair, target UID,
         UID floor in the target) each, in one transaction: ``moving`` until settled."""
         if moves:
-            with self.tx("journal pending moves") as s:
+            with self.tx("journal pending moves", fenced=True) as s:
                 s.connection().execute(_MOVING, [
                     {"b_id": r, "b_pair": p, "b_uid": u, "b_floor": f, "b_now": utcnow()}
                     for r, p, u, f in moves])

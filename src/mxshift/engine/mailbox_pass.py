@@ -171,6 +171,7 @@ class MailboxPass:
                             kind=self.kind or ("delta" if has_passed else "prestage"))
         try:
             self.pass_id = self._acquire(result.kind)
+            self.journal.fence = self.pass_id  # intents commit only while we hold it
         except MailboxError as exc:
             result.status, result.error = "failed", str(exc)
             self.progress.finish(label, result)

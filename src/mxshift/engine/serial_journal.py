@@ -51,15 +51,15 @@ class SerialJournal(Journal):
     """
 
     @contextmanager
-    def tx(self, label: str) -> Iterator[Session]:
-        with writing(self.db), super().tx(label) as s:
+    def tx(self, label: str, *, fenced: bool = False) -> Iterator[Session]:
+        with writing(self.db), super().tx(label, fenced=fenced) as s:
             yield s
 
     def record_pending(self, pair_id: int, items: list[Pending], floor: int) -> None:
         if not items:
             return super().record_pending(pair_id, items, floor)
         now = utcnow()
-        with self.tx("journal pending appends") as s:
+        with self.tx("journal pending appends", fenced=True) as s:
             executemany(s, _INSERT, [
                 {"folder_pair_id": pair_id, "source_uid": p.source_uid,
                  "fingerprint": p.fingerprint, "strong": p.strong,
