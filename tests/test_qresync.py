@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from mxshift.engine.mailbox_pass import delta_mode, qresync_flags
+from mxshift.engine.folder_scan import delta_mode, qresync_flags
 from mxshift.engine.plan import Known
 from mxshift.store.auth import Credentials
 from mxshift.store.base import FolderChanges, FolderStatus

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mxshift.engine.journal import Hooks
-from mxshift.engine.mailbox_pass import PassResult, Progress
+from mxshift.engine.pass_result import PassResult, Progress
 from mxshift.errors import MxshiftError
 from mxshift.notify import announce
 from mxshift.project import OpenProject

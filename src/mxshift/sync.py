@@ -18,7 +18,8 @@ from sqlalchemy import update
 
 from mxshift.connect import store_factory
 from mxshift.engine.journal import Hooks
-from mxshift.engine.mailbox_pass import MailboxPass, NoProgress, PassResult, Progress
+from mxshift.engine.mailbox_pass import MailboxPass
+from mxshift.engine.pass_result import NoProgress, PassResult, Progress
 from mxshift.engine.settings import PassSettings
 from mxshift.engine.sweep import SweepPass
 from mxshift.folder_names import rules_for

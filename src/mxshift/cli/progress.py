@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress,
                            TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn)
 
-from mxshift.engine.mailbox_pass import PassResult
+from mxshift.engine.pass_result import PassResult
 
 
 class RichProgress:

@@ -33,7 +33,8 @@ from mxshift.state.models import Finding, FolderPair, Pass
 from mxshift.store.base import FolderStatus, RawMessage, Store
 
 if TYPE_CHECKING:
-    from mxshift.engine.mailbox_pass import MailboxPass, PassResult
+    from mxshift.engine.mailbox_pass import MailboxPass
+    from mxshift.engine.pass_result import PassResult
 
 
 # Messages up to this size share one MULTIAPPEND; larger ones go alone, with a

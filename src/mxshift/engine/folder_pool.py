@@ -25,7 +25,8 @@ from mxshift.errors import FolderError, SyncError
 from mxshift.store.base import Store, store_notes
 
 if TYPE_CHECKING:
-    from mxshift.engine.mailbox_pass import FolderScan, PassResult
+    from mxshift.engine.folder_scan import FolderScan
+    from mxshift.engine.pass_result import PassResult
 
 
 # Below this many new bytes in a pass, extra connections cost more (logins) than they save.

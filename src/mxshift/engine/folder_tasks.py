@@ -38,7 +38,9 @@ from sqlalchemy import func, select, update
 
 from mxshift.engine import lease
 from mxshift.engine.journal import Hooks, Journal
-from mxshift.engine.mailbox_pass import FolderScan, MailboxPass, PassResult
+from mxshift.engine.folder_scan import FolderScan
+from mxshift.engine.mailbox_pass import MailboxPass
+from mxshift.engine.pass_result import PassResult
 from mxshift.engine.plan import Candidate
 from mxshift.state.db import StateDB
 from mxshift.state.models import Mailbox, Message, Pass, utcnow

@@ -50,7 +50,9 @@ from mxshift.state.models import Finding, FolderPair, Message
 from mxshift.store.base import Store
 
 if TYPE_CHECKING:
-    from mxshift.engine.mailbox_pass import FolderScan, MailboxPass, PassResult
+    from mxshift.engine.folder_scan import FolderScan
+    from mxshift.engine.mailbox_pass import MailboxPass
+    from mxshift.engine.pass_result import PassResult
 
 CAPABILITY = "X-GM-EXT-1"
 # Folder roles that are not plain labels on Gmail: never anchors, never labelled.

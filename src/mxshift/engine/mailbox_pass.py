@@ -20,9 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-from email.header import decode_header, make_header
-from typing import Callable, Protocol, cast
+from typing import Callable, cast
 
 from sqlalchemy import delete, select, update
 
@@ -35,106 +33,18 @@ from mxshift.engine.journal import Hooks, Journal
 from mxshift.engine.locate import locate
 from mxshift.engine.flag_plan import intent_text, store_commands
 from mxshift.engine.folder_listing import listing_known
-from mxshift.engine.plan import (Candidate, FlagChange, Known, deletion_blocked, plan_folder,
+from mxshift.engine.plan import (Candidate, FlagChange, deletion_blocked, plan_folder,
                                  plan_moves)
 from mxshift.engine.reconcile import reconcile
 from mxshift.engine.settings import PassSettings
 from mxshift.errors import FolderError, MailboxError, MxshiftError, SyncError
-from mxshift.identity import fingerprint, identity_fields
 from mxshift.mapping import Namespace, RemoteFolder, map_folders
 from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair, Mailbox, Message, Pass, utcnow
 from mxshift.store.lazy import LazyStore
-from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta, Store, store_notes
-
-
-class Progress(Protocol):
-    def start(self, mailbox: str, messages: int, size: int) -> None: ...
-
-    def advance(self, mailbox: str, messages: int, size: int) -> None: ...
-
-    def finish(self, mailbox: str, result: "PassResult") -> None: ...
-
-
-class NoProgress:
-    def start(self, mailbox: str, messages: int, size: int) -> None: ...
-
-    def advance(self, mailbox: str, messages: int, size: int) -> None: ...
-
-    def finish(self, mailbox: str, result: "PassResult") -> None: ...
-
-
-@dataclass
-class PassResult:
-    mailbox: str
-    kind: str
-    status: str = "running"   # ok | partial | failed
-    copied: int = 0
-    bytes_copied: int = 0
-    adopted: int = 0
-    flags_updated: int = 0
-    moved: int = 0
-    deleted: int = 0
-    skipped: int = 0
-    errors: int = 0
-    unchanged_folders: int = 0   # skipped on STATUS alone (CONDSTORE)
-    seconds: float = 0.0
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class FolderScan:
-    pair: FolderPair
-    source_flags: dict[int, frozenset[str]]
-    new: dict[int, NewMessage]
-    vanished: list[int]
-    uidvalidity: int
-    uidnext: int
-    highestmodseq: int | None = None
-    mode: str = "full-scan"   # qresync | condstore | full-scan: how the source was read
-    complete: bool = True     # False when something was held back (e.g. mass deletion)
-    identified: bool = False  # the new messages' sizes and fingerprints were read
-
-
-def delta_mode(capabilities: frozenset[str]) -> str:
-    """How a changed source folder is read: "qresync", "condstore" or "full-scan".
-
-    QRESYNC builds on CONDSTORE (RFC 7162): a server, or a ``disable_capabilities`` entry,
-    that takes CONDSTORE away takes QRESYNC with it. The store ENABLEs QRESYNC at login
-    and drops it from its capabilities when the server does not confirm.
-    """
-    if {"QRESYNC", "CONDSTORE", "ENABLE"} <= capabilities:
-        return "qresync"
-    return "condstore" if "CONDSTORE" in capabilities else "full-scan"
-
-
-def qresync_flags(known: dict[int, Known], changes: FolderChanges,
-                  exists: int) -> dict[int, frozenset[str]] | None:
-    """UID -> flags of the whole folder from the journal plus a QRESYNC answer; None when
-    they do not add up to the folder's message count (a message we never journalled, a
-    response without UID, a server that misreports): then the folder is read in full.
-    """
-    if not changes.trusted:
-        return None
-    flags = {u: k.flags for u, k in known.items() if u not in changes.vanished}
-    flags.update(changes.changed)
-    return flags if len(flags) == exists else None
-
-
-def new_message(meta: MessageMeta) -> NewMessage:
-    """A new source message as the copy and the move planning need it."""
-    fp = fingerprint(meta.headers, meta.size)
-    return NewMessage(uid=meta.uid, size=meta.size, fingerprint=fp.value, strong=fp.strong,
-                      subject=subject_of(meta.headers))
-
-
-def subject_of(headers: bytes) -> str:
-    raw = identity_fields(headers).get(b"subject", b"")
-    try:
-        return str(make_header(decode_header(raw.decode("utf-8", "replace"))))[:200]
-    except Exception:
-        return raw.decode("utf-8", "replace")[:200]
+from mxshift.store.base import FolderStatus, Store, store_notes
+from mxshift.engine.folder_scan import FolderScan, delta_mode, new_message, qresync_flags
+from mxshift.engine.pass_result import NoProgress, PassResult, Progress
 
 
 class MailboxPass:

@@ -23,7 +23,9 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from mxshift.engine.copier import FolderCopier, NewMessage
-from mxshift.engine.mailbox_pass import FolderScan, MailboxPass, PassResult, subject_of
+from mxshift.engine.folder_scan import FolderScan, subject_of
+from mxshift.engine.mailbox_pass import MailboxPass
+from mxshift.engine.pass_result import PassResult
 from mxshift.engine.reconcile import reconcile
 from mxshift.errors import FolderError
 from mxshift.identity import fingerprint, identity_fields

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from mxshift.engine.journal import Hooks
-from mxshift.engine.mailbox_pass import PassResult, Progress
+from mxshift.engine.pass_result import PassResult, Progress
 from mxshift.project import OpenProject
 from mxshift.runners.settings import RunnerSettings, runner_settings
 

@@ -32,7 +32,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from mxshift.engine import lease
-from mxshift.engine.mailbox_pass import PassResult
+from mxshift.engine.pass_result import PassResult
 from mxshift.errors import MxshiftError
 from mxshift.project import OpenProject, open_project
 from mxshift.runners import worker_passes

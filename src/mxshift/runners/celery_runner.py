@@ -19,7 +19,7 @@ from celery import Celery
 from celery.result import AsyncResult, ResultSet
 
 from mxshift.engine.folder_tasks import COUNTERS, roll_up
-from mxshift.engine.mailbox_pass import NoProgress, PassResult, Progress
+from mxshift.engine.pass_result import NoProgress, PassResult, Progress
 from mxshift.errors import MxshiftError
 from mxshift.project import OpenProject
 from mxshift.runners.celery_app import TASK, configure

@@ -9,7 +9,7 @@ from typing import Callable
 
 from mxshift import sync as sync_mod
 from mxshift.engine.journal import Hooks
-from mxshift.engine.mailbox_pass import PassResult, Progress
+from mxshift.engine.pass_result import PassResult, Progress
 from mxshift.project import OpenProject
 
 

@@ -16,7 +16,7 @@ from mxshift import sync as sync_mod
 from mxshift.connect import store_factory
 from mxshift.engine import lease
 from mxshift.engine.folder_tasks import PartPass, SplitPass
-from mxshift.engine.mailbox_pass import PassResult
+from mxshift.engine.pass_result import PassResult
 from mxshift.engine.settings import PassSettings
 from mxshift.notify import announce
 from mxshift.project import OpenProject

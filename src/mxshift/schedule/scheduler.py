@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 
 from mxshift.cutover import CutoverRefused, cutover
 from mxshift.engine.journal import Hooks
-from mxshift.engine.mailbox_pass import PassResult, Progress
+from mxshift.engine.pass_result import PassResult, Progress
 from mxshift.project import OpenProject
 from mxshift.schedule import store as tl
 from mxshift.schedule.plan import Slot, format_duration

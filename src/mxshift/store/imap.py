@@ -22,15 +22,14 @@ from typing import Callable, Iterable, Iterator, NoReturn, TypeVar
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from imapclient.response_parser import parse_fetch_response
-from imapclient.datetime_util import datetime_to_INTERNALDATE
-from imapclient.imapclient import _quote, seq_to_parenstr, seq_to_parenstr_upper
+from imapclient.imapclient import seq_to_parenstr, seq_to_parenstr_upper
 
 from mxshift.engine import limits
 from mxshift.errors import (EndpointError, FolderError, MailboxError, MessageError, Retry)
 from mxshift.mapping import Namespace, RemoteFolder
 from mxshift.store import throttle
 from mxshift.store.auth import Credentials
-from mxshift.store import list_status, qresync
+from mxshift.store import imap_wire, list_status, qresync
 from mxshift.store.fetch_parse import parse_body_fetch, parse_fetch_fast  # noqa: F401
 from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta, QuotaInfo, RawMessage
 from mxshift.store.imap_backpressure import BackPressure
@@ -44,12 +43,6 @@ IDENTITY_FIELDS = b"BODY[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"
 _META_ITEMS = ["RFC822.SIZE", "FLAGS", "INTERNALDATE",
                "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"]
 _UIDPLUS_RE = re.compile(rb"\[(APPENDUID|COPYUID) (\d+) ([\d:,]+)(?: ([\d:,]+))?\]", re.I)
-# A message above this size is sent with a synchronising literal even where LITERAL+ is
-# offered: the server may refuse it (size, quota) before we send its bytes.
-SYNC_LITERAL_ABOVE = 8 * 1024 * 1024
-# Commands sent before reading their answers (store_flags): few enough that the answers
-# (a tagged OK each) never fill the socket buffers while we are still sending.
-PIPELINE_DEPTH = 64
 T = TypeVar("T")
 
 
@@ -421,53 +414,9 @@ class ImapStore(BackPressure):
     def _append_command(self, folder: str,
                         messages: list[tuple[bytes, frozenset[str], datetime]]
                         ) -> tuple[str, list]:
-        """Send one APPEND (MULTIAPPEND when several messages) and read its answer.
-
-        Why not imaplib's ``append``: it runs a CRLF regex over every message (a tenth of a
-        full copy's CPU), and imapclient's multi-literal path copies each message into a new
-        string. Here each literal goes straight to the socket: LITERAL+ where offered
-        (no round trip per message), a synchronising literal for a message above
-        ``SYNC_LITERAL_ABOVE`` so the server can refuse it before we send its bytes.
-        """
-        imap = self._c._imap
-        plus = "LITERAL+" in self.capabilities
-        tag = imap._new_tag()
-        imap.tagged_commands[tag] = None
-        # Small pieces are gathered into sends of about 256 KiB; a large literal goes to
-        # the socket as it is (no copy).
-        parts: list[bytes] = [tag + b" APPEND " + _quote(folder).encode("ascii")]
-        gathered = 0
-
-        def flush() -> None:
-            nonlocal gathered
-            if parts:
-                imap.send(b"".join(parts))
-                parts.clear()
-                gathered = 0
-
-        for raw, flags, date in messages:
-            sync = not plus or len(raw) > SYNC_LITERAL_ABOVE
-            parts.append(b" " + seq_to_parenstr(sorted(flags)).encode("ascii") + b' "'
-                         + datetime_to_INTERNALDATE(date).encode("ascii") + b'" {'
-                         + str(len(raw)).encode("ascii")
-                         + (b"}\r\n" if sync else b"+}\r\n"))
-            if sync:
-                flush()
-                while imap._get_response():  # None = the continuation ("+ ...") came
-                    if imap.tagged_commands.get(tag):  # refused before the bytes
-                        return imap._command_complete("APPEND", tag)
-                imap.send(raw)
-            elif len(raw) < 65536:
-                parts.append(raw)
-                gathered += len(raw)
-                if gathered >= 262144:
-                    flush()
-            else:
-                flush()
-                imap.send(raw)
-        parts.append(b"\r\n")
-        flush()
-        return imap._command_complete("APPEND", tag)
+        """One APPEND (MULTIAPPEND for several) written by :func:`imap_wire.send_append`."""
+        return imap_wire.send_append(self._c._imap, folder, messages,
+                                     literal_plus="LITERAL+" in self.capabilities)
 
     def append_many(self, folder: str,
                     messages: list[tuple[bytes, frozenset[str], datetime]]) -> list[int] | None:
@@ -524,26 +473,8 @@ class ImapStore(BackPressure):
         if not todo:
             return
 
-        def once() -> None:
-            imap = self._c._imap  # looked up each time: a reconnect replaces the client
-            for i in range(0, len(todo), PIPELINE_DEPTH):
-                tags = [imap._command("UID", "STORE", uidset,
-                                      "+FLAGS.SILENT" if add else "-FLAGS.SILENT", flags)
-                        for add, uidset, flags in todo[i:i + PIPELINE_DEPTH]]
-                refused: list[str] = []
-                for tag in tags:  # read every answer, even after a refusal: stay in step
-                    try:
-                        typ, data = imap._command_complete("STORE", tag)
-                    except imap.abort:  # the connection is gone: _retry's to handle
-                        raise
-                    except imap.error as exc:  # BAD
-                        refused.append(str(exc))
-                        continue
-                    if typ != "OK":
-                        refused.append(b" ".join(d for d in data if isinstance(d, bytes))
-                                       .decode("utf-8", "replace"))
-                if refused:
-                    raise IMAPClientError(refused[0])
+        def once() -> None:  # the client looked up each time: a reconnect replaces it
+            imap_wire.pipeline_stores(self._c._imap, todo)
 
         try:
             self._retry("STORE", once)

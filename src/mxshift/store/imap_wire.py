@@ -1,0 +1,101 @@
+"""The two commands ImapStore writes to the socket itself instead of through imaplib.
+
+Why: these are the hot writes of a pass. imaplib's ``append`` runs a CRLF regex over every
+message (a tenth of a full copy's CPU) and imapclient's multi-literal path copies each
+message into a new string; and imaplib waits for each command's answer before the next,
+where a delta pass's STOREs of one folder can all be in flight at once. Both functions
+work on the ``imaplib.IMAP4`` under an imapclient client and leave it in step (every tag
+answered), so imapclient goes on using the connection afterwards.
+"""
+
+from __future__ import annotations
+
+import imaplib
+from datetime import datetime
+
+from imapclient.datetime_util import datetime_to_INTERNALDATE
+from imapclient.exceptions import IMAPClientError
+from imapclient.imapclient import _quote, seq_to_parenstr
+
+# A message above this size is sent with a synchronising literal even where LITERAL+ is
+# offered: the server may refuse it (size, quota) before we send its bytes.
+SYNC_LITERAL_ABOVE = 8 * 1024 * 1024
+# Commands sent before reading their answers (pipeline_stores): few enough that the
+# answers (a tagged OK each) never fill the socket buffers while we are still sending.
+PIPELINE_DEPTH = 64
+
+
+def send_append(imap: imaplib.IMAP4, folder: str,
+                messages: list[tuple[bytes, frozenset[str], datetime]], *,
+                literal_plus: bool) -> tuple[str, list]:
+    """Send one APPEND (MULTIAPPEND when several messages) and read its answer.
+
+    Each literal goes straight to the socket: LITERAL+ where offered (no round trip per
+    message), a synchronising literal for a message above ``SYNC_LITERAL_ABOVE`` so the
+    server can refuse it before we send its bytes.
+    """
+    tag = imap._new_tag()  # type: ignore[attr-defined]
+    imap.tagged_commands[tag] = None  # type: ignore[attr-defined]
+    # Small pieces are gathered into sends of about 256 KiB; a large literal goes to
+    # the socket as it is (no copy).
+    parts: list[bytes] = [tag + b" APPEND " + _quote(folder).encode("ascii")]
+    gathered = 0
+
+    def flush() -> None:
+        nonlocal gathered
+        if parts:
+            imap.send(b"".join(parts))
+            parts.clear()
+            gathered = 0
+
+    for raw, flags, date in messages:
+        sync = not literal_plus or len(raw) > SYNC_LITERAL_ABOVE
+        parts.append(b" " + seq_to_parenstr(sorted(flags)).encode("ascii") + b' "'
+                     + datetime_to_INTERNALDATE(date).encode("ascii") + b'" {'
+                     + str(len(raw)).encode("ascii")
+                     + (b"}\r\n" if sync else b"+}\r\n"))
+        if sync:
+            flush()
+            while imap._get_response():  # type: ignore[attr-defined]  # None: "+ ..." came
+                if imap.tagged_commands.get(tag):  # type: ignore[attr-defined]  # refused
+                    return imap._command_complete("APPEND", tag)  # type: ignore[attr-defined]
+            imap.send(raw)
+        elif len(raw) < 65536:
+            parts.append(raw)
+            gathered += len(raw)
+            if gathered >= 262144:
+                flush()
+        else:
+            flush()
+            imap.send(raw)
+    parts.append(b"\r\n")
+    flush()
+    return imap._command_complete("APPEND", tag)  # type: ignore[attr-defined]
+
+
+def pipeline_stores(imap: imaplib.IMAP4, todo: list[tuple[bool, str, str]]) -> None:
+    """``UID STORE uidset +FLAGS.SILENT|-FLAGS.SILENT flags`` for each (add, uidset,
+    flags), at most ``PIPELINE_DEPTH`` in flight; IMAPClientError with the first refusal.
+
+    RFC 3501 5.5 allows sending commands without waiting where no command's result
+    depends on another's; the caller guarantees that (engine/flag_plan.py). A lost
+    connection (``imap.abort``) propagates for the caller's retry.
+    """
+    for i in range(0, len(todo), PIPELINE_DEPTH):
+        tags = [imap._command("UID", "STORE", uidset,  # type: ignore[attr-defined]
+                              "+FLAGS.SILENT" if add else "-FLAGS.SILENT", flags)
+                for add, uidset, flags in todo[i:i + PIPELINE_DEPTH]]
+        refused: list[str] = []
+        for tag in tags:  # read every answer, even after a refusal: stay in step
+            try:
+                typ, data = imap._command_complete("STORE", tag)  # type: ignore[attr-defined]
+            except imap.abort:
+                raise
+            except imap.error as exc:  # BAD
+                refused.append(str(exc))
+                continue
+            if typ != "OK":
+                refused.append(b" ".join(d for d in data if isinstance(d, bytes))
+                               .decode("utf-8", "replace"))
+        if refused:
+            raise IMAPClientError(refused[0])
