@@ -59,6 +59,15 @@ def snap(server: DovecotServer, user: str, password: str):  # type: ignore[no-un
         c.logout()
 
 
+def write_project(directory: Path, src: DovecotServer, dst: DovecotServer, extra: str) -> None:
+    """mxshift.toml for a run: both local Dovecots, connection caps out of the way (the
+    queue is measured, not the caps), plus the run's own ``extra`` tables."""
+    (directory / "mxshift.toml").write_text(
+        f'[source]\nhost = "127.0.0.1"\nport = {src.port}\nsecurity = "none"\n'
+        f'max_connections = 50\n[destination]\nhost = "127.0.0.1"\n'
+        f'port = {dst.port}\nsecurity = "none"\nmax_connections = 50\n' + extra)
+
+
 def split_runs(args: argparse.Namespace, counts: list[int], work: Path, src: DovecotServer,
                dst: DovecotServer, pg, rd) -> None:  # type: ignore[no-untyped-def]
     """One large mailbox, split or not, on N workers (PostgreSQL state)."""
@@ -79,11 +88,9 @@ def split_runs(args: argparse.Namespace, counts: list[int], work: Path, src: Dov
             run = f"split-{n}-{split}-{uuid.uuid4().hex[:6]}".replace("MB", "m")
             directory = work / run
             directory.mkdir()
-            (directory / "mxshift.toml").write_text(
-                f'[source]\nhost = "127.0.0.1"\nport = {src.port}\nsecurity = "none"\n'
-                f'max_connections = 50\n[destination]\nhost = "127.0.0.1"\n'
-                f'port = {dst.port}\nsecurity = "none"\nmax_connections = 50\n'
-                f'[distributed]\nsplit_mailbox_above = "{split}"\nsplit_parts = {max(n, 2)}\n')
+            write_project(directory, src, dst,
+                          f'[distributed]\nsplit_mailbox_above = "{split}"\n'
+                          f'split_parts = {max(n, 2)}\n')
             d, dp = dst.new_user("d")
             (directory / "m.csv").write_text(HEADER + f"{u},{p},{d},{dp}\n")
             env = {"MXSHIFT_DATABASE_URL": pg.new_database(run.replace("-", "_")),
@@ -152,11 +159,7 @@ def main() -> int:
                 run = f"{store}-{n}-{uuid.uuid4().hex[:6]}"
                 directory = work / run
                 directory.mkdir()
-                (directory / "mxshift.toml").write_text(
-                    f'[source]\nhost = "127.0.0.1"\nport = {src.port}\nsecurity = "none"\n'
-                    f'max_connections = 50\n[destination]\nhost = "127.0.0.1"\n'
-                    f'port = {dst.port}\nsecurity = "none"\nmax_connections = 50\n'
-                    f"[options]\nmailbox_parallelism = 4\n")
+                write_project(directory, src, dst, "[options]\nmailbox_parallelism = 4\n")
                 pairs = [(u, p, *dst.new_user("d")) for u, p in sources]
                 (directory / "m.csv").write_text(
                     HEADER + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in pairs))

@@ -25,13 +25,14 @@ from mxshift.cli import app
 from mxshift.runners.redis_limits import RedisLimiter
 from mxshift.state.db import open_state
 from mxshift.state.models import Mailbox, Pass
-from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
-from mxshift.testbed.corpus_load import load
+from mxshift.testbed.corpus import CorpusSpec
 from mxshift.testbed.dovecot import DovecotServer
 from mxshift.testbed.postgres import PostgresServer
 from mxshift.testbed.redis import RedisServer
 from mxshift.testbed.snapshot import diff, snapshot
 from mxshift.testbed.workers import WorkerFleet
+
+from test_cli import fill  # a seeded corpus onto a source account
 
 HEADER = "source_user,source_password,destination_user,destination_password\n"
 
@@ -98,12 +99,8 @@ def cluster_factory(tmp_path: Path, postgres_server: PostgresServer, redis_serve
         for n, size in enumerate(sizes):
             s, sp = dovecot_src.new_user("ws")
             d, dp = dovecot_dst.new_user("wd")
-            spec = CorpusSpec(seed=900 + n, messages=size, folders=3, size_profile="small")
-            client = dovecot_src.connect(s, sp)
-            try:
-                load(client, generate(spec), folders=folder_tree(spec))
-            finally:
-                client.logout()
+            fill(dovecot_src, s, CorpusSpec(seed=900 + n, messages=size, folders=3,
+                                            size_profile="small"))
             pairs.append((s, sp, d, dp))
         (directory / "mailboxes.csv").write_text(
             HEADER + "".join(f"{s},{sp},{d},{dp}\n" for s, sp, d, dp in pairs))

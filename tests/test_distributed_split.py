@@ -25,8 +25,7 @@ from mxshift.runners.requeue import TaskLease, decide, task_lease
 from mxshift.runners.settings import runner_settings
 from mxshift.state.db import open_state
 from mxshift.state.models import Mailbox, Pass
-from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
-from mxshift.testbed.corpus_load import load
+from mxshift.testbed.corpus import CorpusSpec
 from mxshift.testbed.dovecot import DovecotServer
 from mxshift.testbed.postgres import PostgresServer
 from mxshift.testbed.redis import RedisServer
@@ -34,6 +33,7 @@ from mxshift.testbed.workers import WorkerFleet
 from mxshift.web.reads import mailbox_detail
 
 from test_distributed import HEADER, Cluster, _finish, _snap  # the same cluster helpers
+from test_cli import fill
 
 
 # ------------------------------------------------------------------------- pure logic
@@ -150,13 +150,8 @@ def split_cluster(tmp_path: Path, postgres_server: PostgresServer, redis_server:
         for n, (size, folders) in enumerate(mailboxes):
             s, sp = dovecot_src.new_user("ss")
             d, dp = dovecot_dst.new_user("sd")
-            spec = CorpusSpec(seed=700 + n, messages=size, folders=folders,
-                              size_profile="small")
-            client = dovecot_src.connect(s, sp)
-            try:
-                load(client, generate(spec), folders=folder_tree(spec))
-            finally:
-                client.logout()
+            fill(dovecot_src, s, CorpusSpec(seed=700 + n, messages=size, folders=folders,
+                                            size_profile="small"))
             pairs.append((s, sp, d, dp))
         (directory / "mailboxes.csv").write_text(
             HEADER + "".join(f"{s},{sp},{d},{dp}\n" for s, sp, d, dp in pairs))

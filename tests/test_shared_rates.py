@@ -33,12 +33,13 @@ from mxshift.store.auth import Credentials
 from mxshift.store.imap import ImapStore
 from mxshift.store.throttle import (DailyBudgetSpent, LocalRateLimits, RateLimiter,
                                     ServerRate, ThrottleSettings)
-from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
-from mxshift.testbed.corpus_load import load
+from mxshift.testbed.corpus import CorpusSpec
 from mxshift.testbed.dovecot import DovecotServer
 from mxshift.testbed.postgres import PostgresServer
 from mxshift.testbed.redis import RedisServer
 from mxshift.testbed.workers import WorkerFleet
+
+from test_cli import fill  # a seeded corpus onto a source account
 
 
 def _server() -> str:
@@ -247,12 +248,8 @@ def test_two_real_workers_copy_within_the_shared_messages_per_second(
     for n in range(2):
         s, sp = dovecot_src.new_user("rs")
         d, dp = dovecot_dst.new_user("rd")
-        spec = CorpusSpec(seed=700 + n, messages=PER_MAILBOX, folders=2, size_profile="small")
-        client = dovecot_src.connect(s, sp)
-        try:
-            load(client, generate(spec), folders=folder_tree(spec))
-        finally:
-            client.logout()
+        fill(dovecot_src, s, CorpusSpec(seed=700 + n, messages=PER_MAILBOX, folders=2,
+                                        size_profile="small"))
         pairs.append((s, sp, d, dp))
     (directory / "mailboxes.csv").write_text(
         "source_user,source_password,destination_user,destination_password\n"
