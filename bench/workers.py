@@ -188,7 +188,7 @@ def main() -> int:
                       f"{total_bytes / 2**20 / full:6.1f} {again:11.2f} {per_mb:14.0f}",
                       flush=True)
         print("per mailbox ms: the no-change sync's wall time / mailboxes; CLI start-up "
-              "(~1 s) is inside every figure")
+              "(~0.3 s) is inside every figure")
     finally:
         for server in (rd, pg):
             server.stop()
