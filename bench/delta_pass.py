@@ -2,6 +2,8 @@
 with the IMAP commands and journal transactions of each pass counted.
 
     .venv/bin/python bench/delta_pass.py [--messages 5000] [--repeat 5] [--profile FILE]
+    .venv/bin/python bench/delta_pass.py --many 100 [--repeat 5] [--parallelism 1
+                                          --profile-no-change FILE]
 
 Why a script of its own: a no-change pass and the issue's delta pass (100 new / 200 flag
 changes / 50 deletions / 20 moves) last a fraction of a second, so one run of each says
@@ -12,6 +14,12 @@ itself, no start-up), through the same ``sync()`` the CLI calls, so the commands
 connection sends can be counted by verb (imaplib's ``send``). Printed per step: pass
 time (median and best), CPU seconds of this process, commands per verb, journal
 transactions, and whether the destination equals the source afterwards.
+
+``--many N`` is step 5 alone: per-mailbox pass time, this process's CPU and the source
+Dovecot's CPU per mailbox (the step is CPU-bound on two cores, so both count);
+``--profile-no-change`` there writes a CPU-time profile (thread time: waits on the
+servers count nothing) of the passes, which needs ``--parallelism 1`` since cProfile
+sees only the thread that enabled it.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ COMMANDS: Counter[str] = Counter()
 # connection (pipelined commands share one).
 _read_since_send: dict[int, bool] = {}
 TRACE = bool(os.environ.get("MXSHIFT_BENCH_TRACE"))  # print every command line sent
+_T0 = [0.0]  # when the traced pass started
 _send = imaplib.IMAP4.send
 _readline = imaplib.IMAP4.readline
 
@@ -64,7 +73,8 @@ def _counting_send(self: imaplib.IMAP4, data: bytes) -> None:
             COMMANDS["(round trips)"] += 1
         _read_since_send[id(self)] = False
         if TRACE:
-            print("   >", self.port, data.split(b"\r\n", 1)[0][:110].decode("ascii", "replace"))
+            print(f"   > {(time.monotonic() - _T0[0]) * 1000:7.1f} ms", self.port,
+                  data.split(b"\r\n", 1)[0][:100].decode("ascii", "replace"))
     _send(self, data)
 
 
@@ -86,6 +96,7 @@ def one_pass(project: Path, profile: cProfile.Profile | None = None
     COMMANDS.clear()
     if TRACE:
         print("== pass", flush=True)
+        _T0[0] = time.monotonic()
     cpu0 = time.process_time()
     if profile is not None:
         profile.enable()
@@ -105,29 +116,40 @@ def one_pass(project: Path, profile: cProfile.Profile | None = None
 
 
 def many_no_change(src_server, dst_server, work: Path, count: int, seed: int,  # type: ignore[no-untyped-def]
-                   repeat: int) -> None:
+                   repeat: int, profile_to: str | None = None, parallelism: int = 4) -> None:
     """Step 5 of bench/run: a no-change pass over ``count`` mailboxes (100 small messages
     each) in one run, after a first copy that is not measured; per-mailbox time is the
-    span of the passes (first start to last end) over ``count``."""
+    span of the passes (first start to last end) over ``count``. cProfile sees only the
+    thread that enables it: profile with ``parallelism`` 1 (the passes then run in it)."""
     from peers import mxshift_pass_seconds
 
     base = seeded(src_server, "c", CorpusSpec(seed=seed + 2, messages=100,
                                               size_profile="small"))
     pairs = [(clone(base, "mxc"), empty(dst_server, "mxc")) for _ in range(count)]
     project = work / "many"
-    mxshift_project(project, pairs)
+    mxshift_project(project, pairs, f"mailbox_parallelism = {parallelism}\n")
     one_pass(project)
     _span, _sum, last = mxshift_pass_seconds(project, 0)
-    spans, cpus = [], []
+    from measure import dovecot_cpu
+
+    spans, cpus, dovecots = [], [], []
+    # CPU time of the thread (waits on the servers count nothing): where mxshift's own
+    # CPU per mailbox goes, which is what this CPU-bound step is short of.
+    profile = cProfile.Profile(time.thread_time) if profile_to else None
     for _ in range(repeat):
-        _s, cpu, cmds, _j, _summary = one_pass(project)
+        dovecot0 = dovecot_cpu(src_server.pid)
+        _s, cpu, cmds, _j, _summary = one_pass(project, profile)
+        dovecots.append(dovecot_cpu(src_server.pid) - dovecot0)
         span, _sum, last = mxshift_pass_seconds(project, last)
         spans.append(span)
         cpus.append(cpu)
     print(f"no change x{count}: {statistics.median(spans) / count * 1000:.1f} ms per mailbox "
           f"median, {min(spans) / count * 1000:.1f} best (of {repeat}); CPU "
-          f"{statistics.median(cpus) / count * 1000:.1f} ms per mailbox; "
+          f"{statistics.median(cpus) / count * 1000:.1f} ms per mailbox (source Dovecot "
+          f"{statistics.median(dovecots) / count * 1000:.1f}); "
           f"{(sum(cmds.values()) - cmds['(round trips)']) / count:.0f} IMAP commands per mailbox")
+    if profile is not None and profile_to:
+        profile.dump_stats(profile_to)
 
 
 def save(paths: list[Path], to: Path) -> None:
@@ -166,6 +188,8 @@ def main() -> int:
     ap.add_argument("--profile-no-change", help="write a cProfile of the no-change passes")
     ap.add_argument("--many", type=int, default=0,
                     help="only step 5: a no-change pass over this many small mailboxes")
+    ap.add_argument("--parallelism", type=int, default=4,
+                    help="with --many: mailbox_parallelism (1 to profile the passes)")
     args = ap.parse_args()
     imaplib.IMAP4.send = _counting_send  # type: ignore[method-assign]
     imaplib.IMAP4.readline = _counting_readline  # type: ignore[method-assign]
@@ -173,7 +197,8 @@ def main() -> int:
     src_server, dst_server = start_pair(work / "servers")
     try:
         if args.many:
-            many_no_change(src_server, dst_server, work, args.many, args.seed, args.repeat)
+            many_no_change(src_server, dst_server, work, args.many, args.seed, args.repeat,
+                           args.profile_no_change, args.parallelism)
             return 0
         t0 = time.monotonic()
         base = seeded(src_server, "a", CorpusSpec(seed=args.seed, messages=args.messages))

@@ -9,7 +9,8 @@ import pytest
 
 from mxshift.engine import limits
 from mxshift.engine.copier import MULTIAPPEND_MAX, NewMessage, copy_batches, needs_line_fix
-from mxshift.engine.folder_pool import PARALLEL_MIN_BYTES, schedule, worker_count
+from mxshift.engine.folder_pool import (FOLDERS_PER_PAIR, PARALLEL_MIN_BYTES, schedule,
+                                        worker_count)
 from mxshift.engine.limits import LocalLimiter, NoFreeSlot, open_limited, without_waiting
 from mxshift.errors import EndpointError
 from mxshift.sync import folder_connections
@@ -182,4 +183,10 @@ def test_worker_count_and_schedule() -> None:
     assert worker_count(scans, 2) == 2
     assert worker_count(scans, 1) == 1
     assert worker_count([_Scan(1, [10]), _Scan(2, [10])], 4) == 1  # too little to be worth it
+    # A delta: little to copy, but each changed folder costs round trips of its own.
+    per = FOLDERS_PER_PAIR
+    assert worker_count([_Scan(i, [10]) for i in range(per * 2 - 1)], 4) == 1
+    assert worker_count([_Scan(i, []) for i in range(per * 2)], 4) == 2
+    assert worker_count([_Scan(i, [10]) for i in range(per * 17)], 4) == 4
+    assert worker_count([_Scan(i, [10]) for i in range(per * 17)], 1) == 1
     assert [s.pair.id for s in schedule(scans)] == [4, 2, 1, 3]  # largest first

@@ -133,7 +133,7 @@ def test_no_change_sync_opens_a_current_schema_without_alembic(
     assert su in proc.stdout
     assert "sqlalchemy.orm" in modules  # it did read the state
     assert _heavy(modules, HEAVY + ("cryptography", "mxshift.engine", "rich.progress",
-                                    "smtplib")) == []
+                                    "smtplib", "imapclient", "imaplib")) == []
 
 
 # -- the head revision read from the migration files -------------------------------------

@@ -37,7 +37,7 @@ from mxshift.oauth.settings import OAuthSettings, parse_oauth
 from mxshift.providers import (PROFILES, PROVIDER_NAMES, destination_renames,
                                source_exclusions)
 from mxshift.secrets import SecretRef
-from mxshift.store.auth import MECHANISMS
+from mxshift.store.mechanisms import MECHANISMS  # not store.auth: no imapclient
 from mxshift.store.throttle import ThrottleSettings
 from mxshift.schedule.settings import ScheduleSettings, parse_schedule
 
@@ -125,7 +125,7 @@ class PassOptions:
     deletion_ceiling: float = 0.10
     deletion_floor: int = 10
     batch_messages: int = 200
-    batch_bytes: int = 32 * _MiB
+    batch_bytes: int = 8 * _MiB  # the whole run's message data in memory (sync.py)
     mailbox_parallelism: int = 4
     # Connections per side one mailbox pass may use, copying folders in parallel; keep it
     # under the provider's per-user limit (Gmail ~15, Microsoft 365 ~20 per mailbox).
@@ -430,7 +430,7 @@ def _options(t: _Table) -> PassOptions:
         deletion_ceiling=ceiling,
         deletion_floor=_integer(t, "deletion_floor", 10, minimum=0),
         batch_messages=_integer(t, "batch_messages", 200, minimum=1),
-        batch_bytes=_size(t, "batch_bytes", 32 * _MiB) or 32 * _MiB,
+        batch_bytes=_size(t, "batch_bytes", 8 * _MiB) or 8 * _MiB,
         mailbox_parallelism=_integer(t, "mailbox_parallelism", 4, minimum=1),
         folder_parallelism=_integer(t, "folder_parallelism", 4, minimum=1),
         gmail_labels=_choice(t, "gmail_labels", ("folders", "labels"), "folders"),

@@ -17,7 +17,9 @@ from typing import Callable
 from sqlalchemy import update
 
 from mxshift.connect import store_factory
+from mxshift.engine import malloc_tuning
 from mxshift.engine.journal import Hooks
+from mxshift.engine.limits import ByteBudget
 from mxshift.engine.mailbox_pass import MailboxPass
 from mxshift.engine.pass_result import NoProgress, PassResult, Progress
 from mxshift.engine.settings import PassSettings
@@ -89,15 +91,22 @@ def sync(proj: OpenProject, *, only: str | None = None, allow_mass_delete: bool 
         mailboxes = [m for m in mailboxes if m.id in wanted]
     workers = max(1, min(cfg.options.mailbox_parallelism, cfg.source.max_connections,
                          cfg.destination.max_connections, len(mailboxes) or 1))
-    # batch_bytes bounds the memory of the whole run: the passes in flight share it.
+    # batch_bytes bounds the memory of the whole run: one ByteBudget for every pass and
+    # folder worker of this process (a large message counts in full, so four passes
+    # cannot each hold one beside the others' batches); each pass sizes its batches
+    # from its share.
     settings = replace(settings, folder_parallelism=folder_connections(
         cfg.options.folder_parallelism, workers, cfg.source.max_connections,
-        cfg.destination.max_connections), batch_bytes=max(1, settings.batch_bytes // workers))
+        cfg.destination.max_connections), batch_bytes=max(1, settings.batch_bytes // workers),
+        budget=ByteBudget(settings.batch_bytes))
     args = [(m.id, m.source_user, m.source_secret, m.destination_user, m.destination_secret,
              m.cutover_at is not None) for m in mailboxes]
     if workers == 1:
         ran = [one(*a) for a in args]
     else:
+        # before the pass threads each take a heap arena of their own (malloc_tuning caps
+        # them; one mailbox at a time tunes at its first copy, if any)
+        malloc_tuning.tune()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             ran = list(pool.map(lambda a: one(*a), args))
     results = [r for r in ran if r is not None]

@@ -110,7 +110,7 @@ security = "none"        # tls | starttls | none
 # deletion_ceiling = 0.10
 # deletion_floor = 10              # this many deletions are always allowed (small folders)
 # batch_messages = 200             # messages sent to the destination per batch
-# batch_bytes = "32MB"             # ... or fewer, if they add up to this size
+# batch_bytes = "8MB"              # ... or fewer, if they add up to this size
 # mailbox_parallelism = 4          # mailboxes migrated at the same time
 # A message found in several source folders (a Gmail source shows one message in each of its
 # labels' folders), going to a Gmail destination: "folders" appends one copy per folder;

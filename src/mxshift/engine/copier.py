@@ -128,9 +128,12 @@ class Fetched:
     repair: str | None  # the line-end repair made, if any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewMessage:
-    """A source message not yet on the destination, as identified by the scan."""
+    """A source message not yet on the destination, as identified by the scan.
+
+    Slots: a scan holds one per new message for the whole pass (no ``__dict__`` each:
+    ~100 bytes less per message, 0.5 MB per 5,000)."""
 
     uid: int
     size: int = 0
@@ -170,7 +173,7 @@ class FolderCopier:
         self.batch_bytes = max(1, (batch_bytes or self.settings.batch_bytes) // 2)
         self.live = live
         self.cancel = cancel
-        self.budget = budget or ByteBudget(self.settings.batch_bytes)
+        self.budget = budget or self.settings.budget or ByteBudget(self.settings.batch_bytes)
 
     def copy(self, messages: list[NewMessage], *, adopt: bool) -> None:
         """Copy ``messages`` in batches, fetching the next batch while one is appended
@@ -200,6 +203,7 @@ class FolderCopier:
                     self._batch(current, held.value, pool)
                 finally:
                     held.release()
+                    malloc_tuning.released(held.size)  # its bytes are freed by now
         finally:
             prefetch.close()
         for keyword, count in sorted(self.dropped.items()):

@@ -31,17 +31,32 @@ if TYPE_CHECKING:
 
 # Below this many new bytes in a pass, extra connections cost more (logins) than they save.
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+# Changed folders that justify one more connection pair in a delta pass.
+FOLDERS_PER_PAIR = 4
 _COUNTERS = ("copied", "bytes_copied", "adopted", "flags_updated", "moved", "deleted",
              "skipped", "errors")
 
 
 def worker_count(scans: list["FolderScan"], wanted: int) -> int:
-    """How many connection pairs are worth opening for these folders (pure)."""
+    """How many connection pairs are worth opening for these folders (pure).
+
+    A full copy: one per folder with new mail, when there are enough new bytes. A delta
+    (little to copy, but a handful of round trips per changed folder: SELECT, FETCH,
+    APPEND, STORE, EXPUNGE, each waiting on a server): one pair per
+    ``FOLDERS_PER_PAIR`` changed folders, so the logins an extra pair costs are repaid."""
+    if wanted <= 1 or len(scans) <= 1:
+        return 1
     busy = [s for s in scans if s.new]
     new_bytes = sum(m.size for s in busy for m in s.new.values())
-    if wanted <= 1 or len(busy) <= 1 or new_bytes < PARALLEL_MIN_BYTES:
-        return 1
-    return min(wanted, len(busy))
+    if new_bytes >= PARALLEL_MIN_BYTES and len(busy) > 1:
+        return min(wanted, len(busy))
+    return max(1, min(wanted, len(scans) // FOLDERS_PER_PAIR))
+
+
+def scan_workers(changed: int, wanted: int) -> int:
+    """Source connections worth opening to scan ``changed`` folders (pure): the delta
+    rule of :func:`worker_count`, as the copy phase then takes the same connections."""
+    return max(1, min(wanted, changed // FOLDERS_PER_PAIR))
 
 
 def schedule(scans: list["FolderScan"]) -> list["FolderScan"]:

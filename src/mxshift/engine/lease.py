@@ -35,9 +35,11 @@ from typing import Literal
 
 from sqlalchemy import Connection, select, text
 
+from mxshift.engine import pass_rows
+from mxshift.engine.serial_journal import writing
 from mxshift.errors import MailboxError, Retry
 from mxshift.state.db import StateDB
-from mxshift.state.models import Mailbox, Pass, utcnow
+from mxshift.state.models import Pass
 
 #: First half of the advisory lock key (the second is the mailbox id): "mx" in ASCII.
 LOCK_SPACE = 0x6D78
@@ -201,23 +203,21 @@ def acquire(db: StateDB, mailbox_id: int, kind: str, *,
             who = f" ({other.owner}, started {other.started_at:%Y-%m-%d %H:%M})" if other else ""
             raise MailboxError(f"{BUSY}{who}", retry=Retry.TEMPORARY)
     try:
-        with db.session() as s, s.begin():
-            for other in _running(s, mailbox_id, folders):
+        # Core statements built once (engine/pass_rows.py): every pass of a run takes
+        # a lease, so this transaction is part of every no-change pass's cost.
+        with writing(db), db.engine.begin() as c:
+            for other in pass_rows.running(c, mailbox_id):
+                if not conflicts(parse_folders(other.folders), folders):
+                    continue
                 # with the advisory locks in hand every conflicting running row is a
                 # dead holder's
                 if conn is None and _alive(other.owner, other.id):
                     raise MailboxError(f"{BUSY} ({other.owner}, "
                                        f"started {other.started_at:%Y-%m-%d %H:%M})",
                                        retry=Retry.TEMPORARY)
-                other.status, other.finished_at = "interrupted", utcnow()
-            run = Pass(mailbox_id=mailbox_id, kind=kind, owner=_me(),
-                       folders=folders_text(folders), parent_id=parent_id)
-            s.add(run)
-            s.flush()
-            mb = s.get(Mailbox, mailbox_id)
-            assert mb is not None
-            mb.status = "running"
-            pass_id = run.id
+                pass_rows.interrupt(c, other.id)
+            pass_id = pass_rows.open_pass(c, mailbox_id, kind, _me(), folders_text(folders),
+                                          parent_id)
     except BaseException:
         if conn is not None:
             _unlock(conn, _keys(mailbox_id, folders))

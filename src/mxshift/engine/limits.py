@@ -282,7 +282,10 @@ def report_throttle(server: str) -> str | None:
 
 
 class ByteBudget:
-    """Bytes of message data a pass may hold in memory at once, shared by its workers.
+    """Bytes of message data held in memory at once, shared by everyone copying.
+
+    ``mxshift sync`` makes one for the whole run (sync.py: every pass and folder worker
+    of the process); a pass run on its own makes its own (engine/mailbox_pass.py).
 
     Why: each worker fetches a batch, then appends it; with several workers (and a large
     message travelling alone) the sum must still fit the configured ``batch_bytes``, so

@@ -24,23 +24,24 @@ from typing import Callable, cast
 
 from sqlalchemy import delete, select, update
 
-from mxshift.engine import gmail_labels, lease
+from mxshift.engine import gmail_labels, lease, pass_rows
 from mxshift.engine.copier import FolderCopier, LiveProgress, NewMessage
-from mxshift.engine.folder_pool import FolderPool, apply_guarded, worker_count
+from mxshift.engine.folder_pool import FolderPool, apply_guarded, scan_workers, worker_count
+from mxshift.engine.parallel_scan import ParallelScan, SpareSources
 from mxshift.engine.limits import ByteBudget
 from mxshift.engine.serial_journal import SerialJournal
 from mxshift.engine.journal import Hooks, Journal
 from mxshift.engine.locate import locate
 from mxshift.engine.flag_plan import intent_text, store_commands
-from mxshift.engine.folder_listing import listing_known
+from mxshift.engine.folder_listing import included_sources, listing_known
 from mxshift.engine.plan import (Candidate, FlagChange, deletion_blocked, plan_folder,
                                  plan_moves)
 from mxshift.engine.reconcile import reconcile
 from mxshift.engine.settings import PassSettings
-from mxshift.errors import FolderError, MailboxError, MxshiftError, SyncError
+from mxshift.errors import FolderError, MailboxError, SyncError
 from mxshift.mapping import Namespace, RemoteFolder, map_folders
 from mxshift.state.db import StateDB
-from mxshift.state.models import Finding, FolderPair, Mailbox, Message, Pass, utcnow
+from mxshift.state.models import Finding, FolderPair, Message, utcnow
 from mxshift.store.lazy import LazyStore
 from mxshift.store.base import FolderStatus, Store, store_notes
 from mxshift.engine.folder_scan import FolderScan, delta_mode, new_message, qresync_flags
@@ -71,12 +72,7 @@ class MailboxPass:
     # -- the pass -------------------------------------------------------------------
     def run(self) -> PassResult:
         started = time.monotonic()
-        with self.db.session() as s:
-            mb = s.get(Mailbox, self.mailbox_id)
-            assert mb is not None, f"no mailbox {self.mailbox_id}"
-            label = mb.source_user
-            has_passed = s.scalar(select(Pass.id).where(
-                Pass.mailbox_id == mb.id, Pass.status.in_(("ok", "partial"))).limit(1))
+        label, has_passed = pass_rows.start_info(self.db, self.mailbox_id)
         result = PassResult(mailbox=label,
                             kind=self.kind or ("delta" if has_passed else "prestage"))
         try:
@@ -103,6 +99,7 @@ class MailboxPass:
     def _run_leased(self, label: str, result: PassResult, started: float) -> PassResult:
         self.hooks.checkpoint("journal pass start")
         src = dst = None
+        self.spares = SpareSources(self.open_source)  # scan connections, for the copy
         try:
             src = self.open_source()
             # The destination logs in on first use: a pass with nothing to do never
@@ -113,7 +110,7 @@ class MailboxPass:
         except SyncError as exc:
             result.status, result.error = "failed", str(exc)
         finally:
-            for store in (src, dst):
+            for store in (src, dst, *self.spares.drain()):
                 if store is not None:
                     result.notes.extend(store_notes(store))
                     store.close()
@@ -131,15 +128,10 @@ class MailboxPass:
         if reconcile(self.journal, dst, pairs):
             pairs = self._load_pairs()  # reconcile may have reset a folder's map
         scans: dict[int, FolderScan] = {}
-        for pair in sorted(pairs.values(), key=lambda p: p.id):
-            if not pair.selectable:
-                continue
-            try:
-                scan = self._scan(src, pair)
-            except FolderError as exc:
-                self._folder_error(pair, exc, result)
-                continue
-            if scan is None:
+        for pair, scan in self._scan_all(src, pairs, result):
+            if isinstance(scan, FolderError):
+                self._folder_error(pair, scan, result)
+            elif scan is None:
                 result.unchanged_folders += 1
             else:
                 scans[pair.id] = scan
@@ -155,6 +147,37 @@ class MailboxPass:
         gmail_labels.apply_labels(self, src, dst, labels, scans, result)
         self._drop_gone_folders(dst, [s.pair for s in scans.values() if not s.pair.present])
 
+    def _scan_all(self, src: Store, pairs: dict[int, FolderPair], result: PassResult
+                  ) -> list[tuple[FolderPair, FolderScan | FolderError | None]]:
+        """Step 4 for every selectable folder, in folder order: on this connection, or,
+        when many folders changed since the saved STATUS, on several (parallel_scan)."""
+        todo = sorted((p for p in pairs.values() if p.selectable), key=lambda p: p.id)
+        changed = sum(1 for p in todo if not self._listed_unchanged(p))
+        workers = scan_workers(changed, self.settings.folder_parallelism)
+        if workers > 1 and delta_mode(src.capabilities) != "full-scan":
+            job: ParallelScan[FolderPair, FolderScan | None] = ParallelScan(
+                src, self.spares, self._scan)
+            found = job.run(todo, workers)
+            result.notes.extend(job.notes)
+            return sorted(found, key=lambda item: item[0].id)
+        out: list[tuple[FolderPair, FolderScan | FolderError | None]] = []
+        for pair in todo:
+            try:
+                out.append((pair, self._scan(src, pair)))
+            except FolderError as exc:
+                out.append((pair, exc))
+        return out
+
+    def _listed_unchanged(self, pair: FolderPair) -> bool:
+        """The pass's LIST-STATUS shows the folder as the last complete pass saw it (the
+        test :meth:`_scan` makes before it selects anything)."""
+        st = self.source_status.get(pair.source_name)
+        return (st is not None and pair.present and pair.source_highestmodseq is not None
+                and bool(pair.source_uidvalidity)
+                and (st.uidvalidity, st.uidnext, st.messages, st.highestmodseq) == (
+                    pair.source_uidvalidity, pair.source_uidnext, pair.source_messages,
+                    pair.source_highestmodseq))
+
     def _apply_all(self, src: Store, dst: Store, scans: list[FolderScan],
                    result: PassResult) -> None:
         """Step 6 for every folder: on this connection pair, or on several (folder_pool)."""
@@ -167,12 +190,12 @@ class MailboxPass:
                             lambda scan, exc, part: self._folder_error(scan.pair, exc, part))
         workers = worker_count(scans, self.settings.folder_parallelism)
         self.worker_batch_bytes = max(1, self.settings.batch_bytes // workers)
-        self.budget = ByteBudget(self.settings.batch_bytes)
+        self.budget = self.settings.budget or ByteBudget(self.settings.batch_bytes)
         if workers == 1:
             for scan in scans:
                 one(src, dst, scan, result)
             return
-        FolderPool(src=src, dst=dst, open_source=self.open_source,
+        FolderPool(src=src, dst=dst, open_source=self.spares.open,
                    open_destination=self.open_destination, apply_one=one,
                    fresh_result=lambda: PassResult(mailbox=result.mailbox, kind=result.kind),
                    result=result, cancel=self.cancel).run(scans, workers)
@@ -267,16 +290,14 @@ class MailboxPass:
         """
         if not self.source_status or delta_mode(src.capabilities) == "full-scan":
             return None
-        pairs = self._load_pairs()
+        # Plain rows for the check (pass_rows.PairRow); ORM rows only for a pass that
+        # goes on to settle a folder (a pair gone from the source is scanned).
+        pairs = {p.id: p for p in pass_rows.folder_pairs(self.db, self.mailbox_id)
+                 if self.folders is None or p.id in self.folders}
         if not pairs:
             return None
-        try:  # which listed folders the rules take; the destination's names play no part
-            stand_in = map_folders(src_folders, src_ns, [],
-                                   Namespace("", src_ns.separator or "/"), self.settings.rules)
-        except (ValueError, MxshiftError):
-            return None
-        if stand_in.collisions or not listing_known(
-                pairs.values(), src_folders, [m.source for m in stand_in.mappings if m.source]):
+        included = included_sources(src_folders, src_ns, self.settings.rules)
+        if included is None or not listing_known(pairs.values(), src_folders, included):
             return None
         for pair in pairs.values():
             if not (pair.present and pair.selectable):
@@ -287,7 +308,9 @@ class MailboxPass:
                     pair.source_uidvalidity, pair.source_uidnext, pair.source_messages,
                     pair.source_highestmodseq):
                 return None
-        return pairs
+        if any(p.selectable and not p.present for p in pairs.values()):
+            return self._load_pairs()
+        return cast(dict[int, FolderPair], pairs)
 
     def _refused_folder(self, src: Store, source: str, dest_name: str, selectable: bool,
                         exc: FolderError, result: PassResult) -> None:
@@ -424,7 +447,8 @@ class MailboxPass:
             target_name = pairs[b].destination_name
             floor = dst.status(target_name).uidnext
             dst.select(pairs[a].destination_name, readonly=False)
-            self.journal.record_moves([(row.id, b, n.source_uid, floor) for row, n in todo])
+            self.journal.record_moves([(row.id, b, n.source_uid, floor) for row, n in todo],
+                                      touches=(a, b))
             uid_map = dst.move([r.destination_uid for r, _ in todo], target_name)  # type: ignore[misc]
             self.hooks.checkpoint("move")
             if uid_map is None:
@@ -434,7 +458,7 @@ class MailboxPass:
                 uid_map = {r.destination_uid: found[r.id] for r, _ in todo if r.id in found}
             self.journal.settle_moves([(row.id, b, n.source_uid,
                                         uid_map.get(row.destination_uid))  # type: ignore[misc]
-                                       for row, n in todo])
+                                       for row, n in todo], touches=(a, b))
             result.moved += len(todo)
 
     # -- step 6: per folder ---------------------------------------------------------
@@ -556,19 +580,12 @@ class MailboxPass:
         if result.status == "ok" and result.errors:
             result.status = "partial"
         mailbox_status = {"ok": "synced", "partial": "partial", "failed": "failed"}[result.status]
-        with self.db.session() as s, s.begin():
-            s.execute(update(Pass).where(Pass.id == self.pass_id).values(
-                status=result.status, finished_at=utcnow(), copied=result.copied,
-                bytes_copied=result.bytes_copied, adopted=result.adopted,
-                flags_updated=result.flags_updated, moved=result.moved,
-                deleted=result.deleted, skipped=result.skipped, errors=result.errors,
-                seconds=result.seconds, error=result.error))
-            mb = s.get(Mailbox, self.mailbox_id)
-            assert mb is not None
-            mb.status = mailbox_status
-            mb.last_pass_at = utcnow()
-            mb.last_error = result.error
-            mb.messages_copied = (mb.messages_copied or 0) + result.copied
-            mb.bytes_copied = (mb.bytes_copied or 0) + result.bytes_copied
-            mb.messages_skipped = (mb.messages_skipped or 0) + result.skipped
-            mb.messages_failed = (mb.messages_failed or 0) + result.errors
+        # One Core transaction (engine/pass_rows.py): the pass row's result and the
+        # mailbox's totals, as the ORM wrote them, at a fraction of the CPU.
+        pass_rows.close_pass(self.db, self.pass_id, self.mailbox_id, status=result.status,
+                             mailbox_status=mailbox_status, seconds=result.seconds,
+                             error=result.error, counts=dict(
+                                 copied=result.copied, bytes_copied=result.bytes_copied,
+                                 adopted=result.adopted, flags_updated=result.flags_updated,
+                                 moved=result.moved, deleted=result.deleted,
+                                 skipped=result.skipped, errors=result.errors))

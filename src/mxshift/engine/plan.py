@@ -63,6 +63,7 @@ def plan_folder(source: dict[int, frozenset[str]], known: dict[int, Known],
                 permanent: frozenset[str] | None = None) -> FolderDelta:
     """Compare the source's UIDs and flags with the journal of one folder pair."""
     delta = FolderDelta()
+    wanted: dict[frozenset[str], frozenset[str]] = {}  # a folder has few distinct flag sets
     for uid in sorted(source):
         row = known.get(uid)
         if row is None:
@@ -70,7 +71,10 @@ def plan_folder(source: dict[int, frozenset[str]], known: dict[int, Known],
             continue
         if row.state != "copied" or row.destination_uid is None:
             continue
-        want, _dropped = copyable_flags(source[uid], permanent)
+        flags = source[uid]
+        want = wanted.get(flags)
+        if want is None:
+            want = wanted[flags] = copyable_flags(flags, permanent)[0]
         have = row.flags
         if want != have:
             delta.flag_changes.append(FlagChange(uid, row.destination_uid,

@@ -36,6 +36,7 @@ class Held(Generic[R]):
 
     value: R
     _hold: AbstractContextManager[None] | None
+    size: int = 0  # bytes reserved for it
 
     def release(self) -> None:
         hold, self._hold = self._hold, None
@@ -102,4 +103,4 @@ class Prefetcher(Generic[T, R]):
         except BaseException:
             hold.__exit__(None, None, None)
             raise
-        return Held(value, hold)
+        return Held(value, hold, size)

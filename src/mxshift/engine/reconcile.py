@@ -28,7 +28,7 @@ def reconcile(journal: Journal, dest: Store, pairs: dict[int, FolderPair], *,
 
     ``appends_only`` (post-cutover sweeps) settles interrupted appends and leaves every
     other intent alone: after the cutover nothing on the destination is moved or deleted."""
-    rows = journal.passing()
+    rows = journal.passing() if journal.any_passing() else []
     if appends_only:
         rows = [r for r in rows if r.state == "pending"]
     if not rows:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Iterable, Iterator
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import Executable
 
 from mxshift.engine.journal import Journal, Pending, flags_text
 from mxshift.state.db import StateDB
+from mxshift.state.prepared import executemany
 from mxshift.state.models import Message, utcnow
 
 # Re-entrant: a test hook run at a checkpoint may itself write.
@@ -51,15 +51,16 @@ class SerialJournal(Journal):
     """
 
     @contextmanager
-    def tx(self, label: str, *, fenced: bool = False) -> Iterator[Session]:
-        with writing(self.db), super().tx(label, fenced=fenced) as s:
+    def tx(self, label: str, *, fenced: bool = False,
+           touches: Iterable[int] | None = None) -> Iterator[Session]:
+        with writing(self.db), super().tx(label, fenced=fenced, touches=touches) as s:
             yield s
 
     def record_pending(self, pair_id: int, items: list[Pending], floor: int) -> None:
         if not items:
             return super().record_pending(pair_id, items, floor)
         now = utcnow()
-        with self.tx("journal pending appends", fenced=True) as s:
+        with self.tx("journal pending appends", fenced=True, touches=(pair_id,)) as s:
             executemany(s, _INSERT, [
                 {"folder_pair_id": pair_id, "source_uid": p.source_uid,
                  "fingerprint": p.fingerprint, "strong": p.strong,
@@ -71,45 +72,12 @@ class SerialJournal(Journal):
         if not dest_uids:
             return
         now = utcnow()
-        with self.tx("journal settle appends") as s:
+        with self.tx("journal settle appends", touches=(pair_id,)) as s:
             executemany(s, _SETTLE, [
                 {"b_pair": pair_id, "b_uid": source_uid, "b_dest": dest_uid, "b_now": now}
                 for source_uid, dest_uid in dest_uids.items()])
 
 
-def executemany(s: Session, stmt: Executable, rows: list[dict[str, object]]) -> None:
-    """``stmt`` once per row, in one ``executemany``.
-
-    Why not just ``execute(stmt, rows)`` on SQLite: SQLAlchemy then processes every row's
-    parameters in Python, two thirds of the journal's cost of a full copy (two rows per
-    message). Here the statement is compiled once, each column type's bind processor is
-    looked up once, and the rows go to the DBAPI cursor as tuples: same SQL, same stored
-    values. Other databases take the general path.
-    """
-    conn = s.connection()
-    if conn.dialect.name != "sqlite" or not rows:
-        conn.execute(stmt, rows)
-        return
-    keys = tuple(rows[0])
-    key = (id(stmt), keys)
-    prepared = _PREPARED.get(key)
-    if prepared is None:
-        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(keys))
-        order = []
-        for name in compiled.positiontup or ():
-            bind = compiled.binds[name]  # a value the statement sets itself is its own
-            order.append((name, bind.type._cached_bind_processor(conn.dialect), bind.value))
-        prepared = _PREPARED[key] = (str(compiled), order)
-    sql, order = prepared
-    conn.exec_driver_sql(sql, [tuple(_value(row.get(name, fixed), proc)
-                                     for name, proc, fixed in order) for row in rows])
-
-
-def _value(value: object, proc: Any) -> object:
-    return value if proc is None or value is None else proc(value)
-
-
-_PREPARED: dict[tuple[int, tuple[str, ...]], tuple[str, list[tuple[str, Any, object]]]] = {}
 _MESSAGE = Message.__table__
 _INSERT = insert(_MESSAGE)
 _SETTLE = (update(_MESSAGE)

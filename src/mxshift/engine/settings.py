@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mxshift.mapping import MappingRules
+
+if TYPE_CHECKING:
+    from mxshift.engine.limits import ByteBudget
 
 
 @dataclass(frozen=True)
@@ -14,7 +18,7 @@ class PassSettings:
     deletion_ceiling: float = 0.10
     deletion_floor: int = 10
     batch_messages: int = 200
-    batch_bytes: int = 32 * 1024 * 1024
+    batch_bytes: int = 8 * 1024 * 1024
     allow_mass_delete: bool = False
     # Connection pairs one pass may use to copy folders in parallel (1 = serial). The
     # project file's default is higher; sync.py lowers it to fit the servers' caps.
@@ -25,3 +29,7 @@ class PassSettings:
     # appended once and labelled with the others (engine/gmail_labels.py); "folders": a
     # copy per folder
     gmail_labels: str = "folders"
+    # The byte budget of the whole run (sync.py: one for every pass and folder worker of
+    # the process, sized by the project's batch_bytes); None: the pass makes its own
+    # from batch_bytes (a pass run on its own, tests).
+    budget: "ByteBudget | None" = field(default=None, compare=False, repr=False)

@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Literal
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
+from mxshift.store.mechanisms import MECHANISMS, Mechanism  # noqa: F401 - re-exported
+
 if TYPE_CHECKING:  # pragma: no cover
     from mxshift.oauth.tokens import TokenCache
-
-Mechanism = Literal["password", "xoauth2", "oauthbearer"]
-MECHANISMS: tuple[Mechanism, ...] = ("password", "xoauth2", "oauthbearer")
 
 
 @dataclass(frozen=True)

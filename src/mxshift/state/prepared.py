@@ -1,0 +1,75 @@
+"""Hot journal statements compiled once per process and run on the DBAPI cursor.
+
+Why: a delta pass runs a few dozen small transactions per mailbox (intents, settles,
+the lease fence, each folder's journal rows). Through the ORM or even Core's
+``execute``, SQLAlchemy builds a cache key, looks the statement up and processes every
+row's parameters in Python for each one: in the profile of the benchmark's delta pass
+that was more CPU than mxshift's IMAP parsing. Here a statement is compiled once per
+(statement, parameter names), each column type's bind processor is looked up once, and
+rows go to the cursor as tuples: same SQL, same stored values, as datasette and
+sqlite-utils do for their hot paths. Only SQLite takes this path; other databases
+(PostgreSQL in distributed mode) take SQLAlchemy's general one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
+
+_PREPARED: dict[tuple[int, tuple[str, ...]], tuple[str, list[tuple[str, Any, object]]]] = {}
+
+
+def _prepare(conn: Any, stmt: Executable, keys: tuple[str, ...]
+             ) -> tuple[str, list[tuple[str, Any, object]]]:
+    key = (id(stmt), keys)
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(keys))
+        order = []
+        for name in compiled.positiontup or ():
+            bind = compiled.binds[name]  # a value the statement sets itself is its own
+            order.append((name, bind.type._cached_bind_processor(conn.dialect), bind.value))
+        prepared = _PREPARED[key] = (str(compiled), order)
+    return prepared
+
+
+def _value(value: object, proc: Any) -> object:
+    return value if proc is None or value is None else proc(value)
+
+
+def executemany(s: Session, stmt: Executable, rows: list[dict[str, object]]) -> None:
+    """``stmt`` once per row, in one ``executemany``; ``stmt`` must be a module-level
+    constant (it is cached by identity)."""
+    conn = s.connection()
+    if conn.dialect.name != "sqlite" or not rows:
+        if rows:
+            conn.execute(stmt, rows)
+        return
+    sql, order = _prepare(conn, stmt, tuple(rows[0]))
+    cursor = conn.connection.cursor()  # the session's own DBAPI connection and transaction
+    try:
+        cursor.executemany(sql, [tuple(_value(row.get(name, fixed), proc)
+                                       for name, proc, fixed in order) for row in rows])
+    finally:
+        cursor.close()
+
+
+def fetch_all(s: Session | Connection, stmt: Executable,
+              params: dict[str, object]) -> list[Any]:
+    """The rows of a SELECT whose columns need no result processing (integers, text),
+    as plain tuples; ``stmt`` as for :func:`executemany`. ``s``: a session (its
+    transaction) or a connection (e.g. :meth:`StateDB.reading`)."""
+    conn = s.connection() if isinstance(s, Session) else s
+    if conn.dialect.name != "sqlite":
+        return [tuple(r) for r in conn.execute(stmt, params)]
+    sql, order = _prepare(conn, stmt, tuple(params))
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, tuple(_value(params.get(name, fixed), proc)
+                                  for name, proc, fixed in order))
+        return cursor.fetchall()
+    finally:
+        cursor.close()
