@@ -506,7 +506,7 @@ def test_bad_csv(tmp_path: Path, content: str | bytes, kwargs: dict[str, bool],
     message = str(error)
     for line, column, needle in expected:
         where = f"{path}:{line}" + (f" (column {column})" if column else "") + ": "
-        assert any(l.strip().startswith(where) and needle in l for l in message.splitlines()), (
+        assert any(m.strip().startswith(where) and needle in m for m in message.splitlines()), (
             where, needle, message)
     if len(expected) > 1:
         assert message.startswith(f"{path}: {len(expected)} problems:\n")
