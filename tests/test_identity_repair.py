@@ -6,7 +6,7 @@ import pytest
 
 from mxshift import repair
 from mxshift.identity import content_hash, fingerprint, fingerprint_bytes
-from mxshift.store.imap import expand_uid_set, parse_uidplus
+from mxshift.store.uidset import expand_uid_set, parse_uidplus
 from mxshift.store.uidset import compress_uids
 
 RAW = (b"Received: from x\r\nMessage-ID: <a@b>\r\nSubject: =?utf-8?q?h=C3=A9?=\r\n"

@@ -105,12 +105,7 @@ class FolderPool:
         # gets and copies nothing (see _extra), so the pass never waits for itself.
         with self._lock:
             self._finished = True
-        while True:
-            with self._lock:
-                busy = [t for t in threads if t.name in self._working and t.is_alive()]
-            if not busy:
-                break
-            busy[0].join()
+        join_working(threads, self._lock, self._working)
         if self._failure is not None:
             raise self._failure
         self.result.notes.extend(self.notes)
@@ -177,6 +172,18 @@ class FolderPool:
                         with self._lock:
                             self.notes.extend(notes)
                     store.close()
+
+
+def join_working(threads: list[threading.Thread], lock: threading.Lock,
+                 working: set[str]) -> None:
+    """Join the extra workers that got their connections (their names are in
+    ``working``); one still waiting for a slot is left to close what it gets."""
+    while True:
+        with lock:
+            busy = [t for t in threads if t.name in working and t.is_alive()]
+        if not busy:
+            return
+        busy[0].join()
 
 
 def apply_guarded(apply: Callable[[Store, Store, "FolderScan", "PassResult"], None],

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Generic, TypeVar
 
+from mxshift.engine.folder_pool import join_working
 from mxshift.engine.limits import NoFreeSlot, without_waiting
 from mxshift.errors import FolderError, SyncError
 from mxshift.store.base import Store
@@ -82,12 +83,7 @@ class ParallelScan(Generic[P, R]):
         # the pass never waits for itself.
         with self._lock:
             self._finished = True
-        while True:
-            with self._lock:
-                busy = [t for t in threads if t.name in self._working and t.is_alive()]
-            if not busy:
-                break
-            busy[0].join()
+        join_working(threads, self._lock, self._working)
         if self._failure is not None:
             raise self._failure
         return self.results

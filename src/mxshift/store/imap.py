@@ -37,12 +37,11 @@ from mxshift.store.imap_session import (_BACKOFF_CODES, _LOST, _clean, _drop,  #
                                         _endpoint_error,
                                         _open_client, _quiet_close, _with_appendlimit,
                                         tls_context)
-from mxshift.store.uidset import compress_uids
+from mxshift.store.uidset import compress_uids, parse_uidplus
 
 IDENTITY_FIELDS = b"BODY[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"
 _META_ITEMS = ["RFC822.SIZE", "FLAGS", "INTERNALDATE",
                "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"]
-_UIDPLUS_RE = re.compile(rb"\[(APPENDUID|COPYUID) (\d+) ([\d:,]+)(?: ([\d:,]+))?\]", re.I)
 T = TypeVar("T")
 
 
@@ -66,32 +65,6 @@ def _flags(raw: Iterable[bytes | str]) -> frozenset[str]:
 
 
 _FLAG_SETS: dict[tuple, frozenset[str]] = {}
-
-
-def expand_uid_set(text: str) -> list[int]:
-    """``"3:5,9"`` -> ``[3, 4, 5, 9]`` (as APPENDUID/COPYUID write them)."""
-    out: list[int] = []
-    for part in text.split(","):
-        if ":" in part:
-            a, b = (int(x) for x in part.split(":"))
-            lo, hi = min(a, b), max(a, b)
-            out.extend(range(lo, hi + 1))
-        else:
-            out.append(int(part))
-    return out
-
-
-def parse_uidplus(text: bytes | str) -> tuple[str, int, list[int], list[int]] | None:
-    """Parse an APPENDUID or COPYUID response code -> (kind, uidvalidity, src, dst)."""
-    data = text if isinstance(text, bytes) else text.encode()
-    m = _UIDPLUS_RE.search(data)
-    if not m:
-        return None
-    kind = m.group(1).decode().upper()
-    if kind == "APPENDUID":
-        return kind, int(m.group(2)), [], expand_uid_set(m.group(3).decode())
-    return kind, int(m.group(2)), expand_uid_set(m.group(3).decode()), \
-        expand_uid_set((m.group(4) or b"").decode())
 
 
 def _metas(data: dict[int, dict[bytes, object]],
