@@ -5,6 +5,7 @@ nothing lost and nothing duplicated. Real Dovecots, as in test_parallel_folders.
 
 from __future__ import annotations
 
+import imaplib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,13 +65,28 @@ def change_every_folder(bed: Bed) -> int:
 
 
 def test_a_delta_over_many_folders_uses_several_connections_and_is_exact(
-        bed: Bed, limiter: LocalLimiter) -> None:
+        bed: Bed, limiter: LocalLimiter, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run(bed, folder_parallelism=4).status == "ok"
     changed = change_every_folder(bed)
     assert changed >= 2 * FOLDERS_PER_PAIR  # enough for the pool to open a second pair
     limiter.peak.clear()
+    logins: list[int] = []  # the port of every LOGIN sent (a spy: the real send follows)
+    real = imaplib.IMAP4.send
+
+    def send(self: imaplib.IMAP4, data: bytes) -> None:
+        if data.startswith(self.tagpre) and data.split(None, 2)[1].upper() == b"LOGIN":
+            logins.append(self.port)
+        real(self, data)
+
+    monkeypatch.setattr(imaplib.IMAP4, "send", send)
     result = run(bed, folder_parallelism=4)
+    monkeypatch.undo()
     assert result.status == "ok", result.error
+    # The scan ran on several source connections, and the copy phase reused them: no
+    # more source logins than connections a pass may hold (1 + 3 extra, not 1 + 3 + 3).
+    src_logins = logins.count(bed.src_server.port)
+    assert 2 <= src_logins <= 4, logins
+    assert 2 <= logins.count(bed.dst_server.port) <= 4, logins
     assert (result.copied, result.deleted, result.moved) == (changed, changed, 1)
     assert result.flags_updated >= changed - 1
     assert bed.differences() == []

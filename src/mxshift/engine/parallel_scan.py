@@ -36,10 +36,16 @@ class SpareSources:
         self._open = open_source
         self._spare: list[Store] = []
         self._lock = threading.Lock()
+        self._drained = False
 
     def add(self, store: Store) -> None:
+        """Keep ``store`` for the copy phase; after :meth:`drain` (the pass is over) it
+        is logged out at once."""
         with self._lock:
-            self._spare.append(store)
+            if not self._drained:
+                self._spare.append(store)
+                return
+        store.close()
 
     def open(self) -> Store:
         with self._lock:
@@ -48,9 +54,10 @@ class SpareSources:
         return self._open()
 
     def drain(self) -> list[Store]:
-        """The stores nobody took, for the caller to read their notes and close."""
+        """The stores nobody took, for the caller to read their notes and close; any
+        added later is closed by :meth:`add`."""
         with self._lock:
-            spare, self._spare = self._spare, []
+            spare, self._spare, self._drained = self._spare, [], True
         return spare
 
 
@@ -133,8 +140,8 @@ class ParallelScan(Generic[P, R]):
             late = self._finished
             if not late:
                 self._working.add(threading.current_thread().name)
-        if late:  # the scan is over: nobody will hand this connection on
-            src.close()
+        if late:  # the scan is over: the copy phase may still use the connection
+            self.spares.add(src)
             return
         try:
             self._work(src)
