@@ -13,6 +13,7 @@ is a real ``pg_terminate_backend`` of the lock's backend.
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -46,6 +47,16 @@ class LoseLeaseThenTakeOver(Hooks):
                     "WHERE locktype = 'advisory' AND objid = :mb AND granted"),
                     {"mb": self.bed.mailbox_id}).scalars().all()
                 assert killed == [True], killed
+                # pg_terminate_backend only signals the backend: its lock goes when it
+                # has exited. A worker taking over comes seconds later (the watcher's
+                # requeue); here, wait for the lock to be gone, at most 10 s.
+                for _ in range(200):
+                    if not c.execute(text(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                            "AND objid = :mb AND granted"),
+                            {"mb": self.bed.mailbox_id}).scalar():
+                        break
+                    time.sleep(0.05)
         finally:
             engine.dispose()
         self.second = self.bed.run()
