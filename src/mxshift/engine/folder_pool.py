@@ -145,14 +145,9 @@ class FolderPool:
                 with without_waiting():
                     src = self.open_source()
                     dst = self.open_destination()
-            except NoFreeSlot:
-                return  # the server's cap is reached: no extra connection, no complaint
-            except SyncError as exc:
-                with self._lock:
-                    self.notes.append(f"an extra connection was refused, fewer folders in "
-                                      f"parallel: {exc}")
-                return
             except BaseException as exc:
+                if refused_quietly(exc, self._lock, self.notes):
+                    return
                 with self._lock:
                     if self._failure is None and not self._finished:
                         self._failure = exc
@@ -172,6 +167,19 @@ class FolderPool:
                         with self._lock:
                             self.notes.extend(notes)
                     store.close()
+
+
+def refused_quietly(exc: BaseException, lock: threading.Lock, notes: list[str]) -> bool:
+    """True when an extra connection's failure only means fewer folders in parallel: a
+    server's cap reached now (no complaint) or a refusal (noted for the pass's result).
+    Anything else is the pass's failure."""
+    if isinstance(exc, NoFreeSlot):
+        return True
+    if isinstance(exc, SyncError):
+        with lock:
+            notes.append(f"an extra connection was refused, fewer folders in parallel: {exc}")
+        return True
+    return False
 
 
 def join_working(threads: list[threading.Thread], lock: threading.Lock,

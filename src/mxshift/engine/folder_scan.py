@@ -15,7 +15,7 @@ from mxshift.engine.copier import NewMessage
 from mxshift.engine.plan import Known
 from mxshift.identity import fingerprint, identity_fields
 from mxshift.state.models import FolderPair
-from mxshift.store.base import FolderChanges, MessageMeta
+from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta
 
 
 @dataclass
@@ -30,6 +30,17 @@ class FolderScan:
     mode: str = "full-scan"   # qresync | condstore | full-scan: how the source was read
     complete: bool = True     # False when something was held back (e.g. mass deletion)
     identified: bool = False  # the new messages' sizes and fingerprints were read
+
+
+def status_as_saved(pair: FolderPair, st: FolderStatus | None) -> bool:
+    """The source folder's STATUS is what the last complete pass saved, so nothing in it
+    changed (HIGHESTMODSEQ is saved only when a folder was fully in step). ``pair`` may
+    also be a :class:`mxshift.engine.pass_rows.PairRow` (same attribute names)."""
+    return (st is not None and pair.source_highestmodseq is not None
+            and bool(pair.source_uidvalidity)
+            and (st.uidvalidity, st.uidnext, st.messages, st.highestmodseq) == (
+                pair.source_uidvalidity, pair.source_uidnext, pair.source_messages,
+                pair.source_highestmodseq))
 
 
 def delta_mode(capabilities: frozenset[str]) -> str:

@@ -44,7 +44,8 @@ from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair, Message, utcnow
 from mxshift.store.lazy import LazyStore
 from mxshift.store.base import FolderStatus, Store, store_notes
-from mxshift.engine.folder_scan import FolderScan, delta_mode, new_message, qresync_flags
+from mxshift.engine.folder_scan import (FolderScan, delta_mode, new_message, qresync_flags,
+                                        status_as_saved)
 from mxshift.engine.pass_result import NoProgress, PassResult, Progress
 
 
@@ -171,12 +172,7 @@ class MailboxPass:
     def _listed_unchanged(self, pair: FolderPair) -> bool:
         """The pass's LIST-STATUS shows the folder as the last complete pass saw it (the
         test :meth:`_scan` makes before it selects anything)."""
-        st = self.source_status.get(pair.source_name)
-        return (st is not None and pair.present and pair.source_highestmodseq is not None
-                and bool(pair.source_uidvalidity)
-                and (st.uidvalidity, st.uidnext, st.messages, st.highestmodseq) == (
-                    pair.source_uidvalidity, pair.source_uidnext, pair.source_messages,
-                    pair.source_highestmodseq))
+        return pair.present and status_as_saved(pair, self.source_status.get(pair.source_name))
 
     def _apply_all(self, src: Store, dst: Store, scans: list[FolderScan],
                    result: PassResult) -> None:
@@ -302,11 +298,8 @@ class MailboxPass:
         for pair in pairs.values():
             if not (pair.present and pair.selectable):
                 continue
-            st = self.source_status.get(pair.source_name)
-            if st is None or pair.source_highestmodseq is None or (
-                    st.uidvalidity, st.uidnext, st.messages, st.highestmodseq) != (
-                    pair.source_uidvalidity, pair.source_uidnext, pair.source_messages,
-                    pair.source_highestmodseq):
+            if not status_as_saved(cast(FolderPair, pair),
+                                   self.source_status.get(pair.source_name)):
                 return None
         if any(p.selectable and not p.present for p in pairs.values()):
             return self._load_pairs()
@@ -351,9 +344,7 @@ class MailboxPass:
             mode = "full-scan"  # nothing to compare with: first pass, or not in step
         if mode != "full-scan":
             st = self.source_status.get(pair.source_name) or src.status(pair.source_name)
-            if (st.uidvalidity, st.uidnext, st.messages, st.highestmodseq) == (
-                    pair.source_uidvalidity, pair.source_uidnext, pair.source_messages,
-                    pair.source_highestmodseq):
+            if status_as_saved(pair, st):
                 return None
         known = self.journal.known(pair.id)
         changes = None

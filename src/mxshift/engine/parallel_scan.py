@@ -19,9 +19,9 @@ from __future__ import annotations
 import threading
 from typing import Callable, Generic, TypeVar
 
-from mxshift.engine.folder_pool import join_working
-from mxshift.engine.limits import NoFreeSlot, without_waiting
-from mxshift.errors import FolderError, SyncError
+from mxshift.engine.folder_pool import join_working, refused_quietly
+from mxshift.engine.limits import without_waiting
+from mxshift.errors import FolderError
 from mxshift.store.base import Store
 
 P = TypeVar("P")
@@ -124,14 +124,9 @@ class ParallelScan(Generic[P, R]):
         try:
             with without_waiting():
                 src = self.spares._open()
-        except NoFreeSlot:
-            return
-        except SyncError as exc:
-            with self._lock:
-                self.notes.append(f"an extra connection was refused, fewer folders in "
-                                  f"parallel: {exc}")
-            return
         except BaseException as exc:
+            if refused_quietly(exc, self._lock, self.notes):
+                return
             with self._lock:
                 if self._failure is None:
                     self._failure = exc
