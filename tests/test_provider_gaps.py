@@ -26,7 +26,11 @@ from mxshift.store.throttle import (DailyBudgetSpent, LocalRateLimits, ThrottleS
 from mxshift.testbed.dovecot import DovecotServer
 from mxshift.testbed.redis import RedisServer
 
-GMAIL_DAY = ThrottleSettings(bytes_per_day=10_000, bytes_per_day_scope="user")
+# max_total_wait=0: a spent budget is refused at any time of day. With the default (30 min)
+# the shared (Redis, UTC-day) budget waits for midnight when it is less than 30 min away,
+# so a test run between 23:30 and 00:00 UTC would wait instead of seeing the refusal.
+GMAIL_DAY = ThrottleSettings(bytes_per_day=10_000, bytes_per_day_scope="user",
+                             max_total_wait=0)
 
 
 def _server() -> str:

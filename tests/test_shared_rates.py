@@ -96,11 +96,13 @@ def test_two_workers_together_stay_within_the_rate(redis_server: RedisServer,
 
 def test_the_daily_budget_is_shared_and_ends_the_pass_with_a_clear_reason(
         redis_server: RedisServer) -> None:
-    """Gmail's 'Account exceeded command or bandwidth limits': by default (max_total_wait
-    30 min) the pass stops with the reason; the budget counts every worker's bytes and
-    outlives a worker (a new limiter sees the same use)."""
+    """Gmail's 'Account exceeded command or bandwidth limits': when the next UTC day is
+    further away than max_total_wait, the pass stops with the reason; the budget counts
+    every worker's bytes and outlives a worker (a new limiter sees the same use).
+    max_total_wait=0 here: with the default 30 min the test would wait for midnight when
+    run between 23:30 and 00:00 UTC (test_a_spent_daily_budget_waits... covers waiting)."""
     server = _server()
-    settings = ThrottleSettings(bytes_per_day=10_000)
+    settings = ThrottleSettings(bytes_per_day=10_000, max_total_wait=0)
     a, b = RedisRateLimits(redis_server.url()), RedisRateLimits(redis_server.url())
     assert a.acquire(server, settings, 1, 6_000) == 0.0
     assert b.acquire(server, settings, 1, 3_000) == 0.0
@@ -302,7 +304,10 @@ def test_a_pass_stopped_by_the_daily_budget_goes_on_exact_the_next_day(
     messages = [make_message(i) for i in range(6)]
     bed.put(("INBOX",), messages)
     server = f"{dovecot_dst.host}:{dovecot_dst.port}"
-    settings = ThrottleSettings(bytes_per_day=sum(len(m) for m in messages) // 2)
+    # max_total_wait=0: refused at any time of day (the default waits for a midnight
+    # less than 30 min away)
+    settings = ThrottleSettings(bytes_per_day=sum(len(m) for m in messages) // 2,
+                                max_total_wait=0)
     shared = RedisRateLimits(redis_server.url())
     shared.reset(server)
     throttle.set_rate_limits(shared)
