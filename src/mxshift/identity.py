@@ -68,5 +68,11 @@ def fingerprint_bytes(raw: bytes) -> Fingerprint:
     return fingerprint(_header_block(raw), len(raw))
 
 
+def fingerprint_head(head: bytes, size: int) -> Fingerprint:
+    """Fingerprint of a message of ``size`` bytes from its first bytes (a spooled one):
+    the same as :func:`fingerprint_bytes` of the whole when ``head`` holds its headers."""
+    return fingerprint(_header_block(head), size)
+
+
 def content_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()

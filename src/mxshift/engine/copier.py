@@ -1,7 +1,9 @@
 """Copying new messages of one folder: adopt what is already there, append the rest.
 
 Why batches: memory is bounded by ``batch_messages``/``batch_bytes``, not by the folder;
-a message larger than the byte budget travels alone. Each batch is journalled as
+a message too large for a MULTIAPPEND travels alone, and one above ``spool.SPOOL_ABOVE``
+through a temporary file, a chunk at a time (store/spool.py), so it holds one chunk of
+the budget and never its whole size. Each batch is journalled as
 ``pending`` in one transaction before the first APPEND and settled in one after the last,
 so a kill anywhere in between is settled by reconcile.py from what the destination holds.
 """
@@ -13,7 +15,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from sqlalchemy import update
 
@@ -26,11 +28,13 @@ from mxshift.engine.plan import batches, copyable_flags
 from mxshift.errors import MessageError
 from mxshift.engine import malloc_tuning
 from mxshift.engine.prefetch import Prefetcher
-from mxshift.identity import Fingerprint, content_hash, fingerprint, fingerprint_bytes
+from mxshift.identity import (Fingerprint, content_hash, fingerprint, fingerprint_bytes,
+                               fingerprint_head)
 from mxshift.providers import oversize_reason, profile
 from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair, Pass
 from mxshift.store.base import FolderStatus, RawMessage, Store
+from mxshift.store.spool import SPOOL_ABOVE, Spool, held_bytes
 
 if TYPE_CHECKING:
     from mxshift.engine.mailbox_pass import MailboxPass
@@ -192,14 +196,14 @@ class FolderCopier:
             plan = next(plans, None)
             if plan is not None:
                 self._check_cancel()
-                prefetch.start(plan.fetch, sum(m.size for m in plan.fetch))
+                prefetch.start(plan.fetch, sum(held_bytes(m.size) for m in plan.fetch))
             while plan is not None:
                 held = prefetch.take()
                 try:
                     self._check_cancel()
                     current, plan = plan, next(plans, None)
                     if plan is not None:  # the source reads the next batch meanwhile
-                        prefetch.start(plan.fetch, sum(m.size for m in plan.fetch))
+                        prefetch.start(plan.fetch, sum(held_bytes(m.size) for m in plan.fetch))
                     self._batch(current, held.value, pool)
                 finally:
                     held.release()
@@ -259,8 +263,20 @@ class FolderCopier:
         prefetch thread: nothing here may touch the journal or the destination)."""
         wanted = {m.uid: m for m in msgs}
         out: list[Fetched] = []
-        for raw in self.src.fetch_raw(list(wanted)):
+        for raw in self._fetch_raw(list(wanted), wanted):
             note = None
+            if isinstance(raw.raw, Spool):
+                spool = raw.raw
+                if not spool.needs_line_fix():
+                    known = wanted.get(raw.uid)
+                    fp = (Fingerprint(known.fingerprint, known.strong)
+                          if known is not None and known.fingerprint and known.size == len(spool)
+                          else fingerprint_head(spool.head, len(spool)))
+                    out.append(Fetched(raw, fp, spool.sha256(), None))
+                    continue
+                # A repair changes the literal's length: this rare one is mended in memory.
+                raw = RawMessage(raw.uid, spool.read_all(), raw.flags, raw.internaldate)
+                spool.close()
             if needs_line_fix(raw.raw):  # IMAP carries CRLF only: say so, identify what lands
                 fixed, note = repair.line_ends(raw.raw)
                 raw = RawMessage(raw.uid, fixed, raw.flags, raw.internaldate)
@@ -274,6 +290,19 @@ class FolderCopier:
                 fp = fingerprint_bytes(raw.raw)
             out.append(Fetched(raw, fp, content_hash(raw.raw), note))
         return out
+
+    def _fetch_raw(self, uids: list[int], wanted: dict[int, NewMessage]) -> Iterator[RawMessage]:
+        """The bytes of ``uids``: in memory, or spooled for a message above SPOOL_ABOVE
+        (which travels alone, so a batch is one or the other)."""
+        large = [u for u in uids if wanted[u].size > SPOOL_ABOVE]
+        if large:
+            for uid in large:
+                spooled = self.src.fetch_spooled(uid)
+                if spooled is not None:
+                    yield spooled
+            uids = [u for u in uids if wanted[u].size <= SPOOL_ABOVE]
+        if uids:
+            yield from self.src.fetch_raw(uids)
 
     def _batch(self, plan: BatchPlan, fetched: list[Fetched],
                pool: dict[str, list[tuple[int, frozenset[str]]]] | None) -> None:
@@ -325,7 +354,11 @@ class FolderCopier:
                 pending = [p for p in pending if p.source_uid in raws]
         for p in pending:
             raw = raws.pop(p.source_uid)
-            outcome = self._append(p, raw, subjects.get(p.source_uid, ""))
+            try:
+                outcome = self._append(p, raw, subjects.get(p.source_uid, ""))
+            finally:
+                if isinstance(raw.raw, Spool):
+                    raw.raw.close()  # its file goes now, not when collected
             if outcome is None:
                 continue
             landed[p.source_uid], final_fp[p.source_uid], size = outcome
@@ -374,7 +407,8 @@ class FolderCopier:
             return uid, p.fingerprint, len(raw.raw)
         except MessageError as exc:
             refusal = str(exc)
-        for fixed, note in repair.candidates(raw.raw):
+        original = raw.raw if isinstance(raw.raw, bytes) else raw.raw.read_all()
+        for fixed, note in repair.candidates(original):
             fp = fingerprint_bytes(fixed)
             self.journal.update_pending(self.pair.id, p.source_uid, fp.value, fp.strong,
                                         content_hash(fixed), len(fixed), note)

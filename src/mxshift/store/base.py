@@ -17,9 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Iterable, Iterator, Protocol
 
 from mxshift.mapping import Namespace, RemoteFolder
+
+if TYPE_CHECKING:
+    from mxshift.store.spool import Spool
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class MessageMeta:
 @dataclass(frozen=True)
 class RawMessage:
     uid: int
-    raw: bytes
+    raw: bytes | Spool  # a Spool: a large message's bytes in a temporary file (spool.py)
     flags: frozenset[str]
     internaldate: datetime
 
@@ -148,11 +151,16 @@ class Store(Protocol):
         """Full bytes of ``uids`` without setting \\Seen; one server round trip per call."""
         ...
 
+    def fetch_spooled(self, uid: int) -> RawMessage | None:
+        """One large message through a temporary file (its ``raw`` is a Spool), read in
+        pieces so it is never whole in memory; None when it is gone."""
+        ...
+
     def uids_from(self, first_uid: int) -> list[int]:
         """UIDs >= ``first_uid`` in the selected folder (ascending)."""
         ...
 
-    def append(self, folder: str, raw: bytes, flags: Iterable[str],
+    def append(self, folder: str, raw: bytes | Spool, flags: Iterable[str],
                internaldate: datetime) -> int | None:
         """Append a message; returns its UID when the server says (APPENDUID), else None."""
         ...

@@ -33,6 +33,7 @@ from mxshift.store import imap_wire, list_status, list_status_lines, qresync
 from mxshift.store.fetch_parse import parse_body_fetch, parse_fetch_fast  # noqa: F401
 from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta, QuotaInfo, RawMessage
 from mxshift.store.imap_backpressure import BackPressure
+from mxshift.store.spool import Spool, spool_message
 from mxshift.store.imap_session import (_BACKOFF_CODES, _LOST, _clean, _drop,  # noqa: F401
                                         _endpoint_error,
                                         _open_client, _quiet_close, _with_appendlimit,
@@ -363,13 +364,32 @@ class ImapStore(BackPressure):
             yield RawMessage(uid=uid, raw=item[b"BODY[]"], flags=_flags(item.get(b"FLAGS", ())),
                              internaldate=item[b"INTERNALDATE"])
 
+    def fetch_spooled(self, uid: int) -> RawMessage | None:
+        """One large message through a temporary file, a chunk per partial FETCH
+        (store/spool.py); None when it is gone. Its ``raw`` is the :class:`Spool`."""
+        def part(offset: int, length: int, first: bool) -> tuple[bytes, tuple] | None:
+            items = [f"BODY.PEEK[]<{offset}.{length}>"] + (["FLAGS", "INTERNALDATE"]
+                                                           if first else [])
+            item = self._call(self._fetch, str(uid), items).get(uid)
+            if item is None or (first and b"INTERNALDATE" not in item):
+                return None
+            piece = item.get(f"BODY[]<{offset}>".encode()) or b""  # past the end: ""
+            self._rate(int(first), len(piece))  # type: ignore[arg-type]
+            return piece, (item.get(b"FLAGS", ()), item.get(b"INTERNALDATE"))  # type: ignore[return-value]
+
+        got = spool_message(part)
+        if got is None:
+            return None
+        spool, (flags, date) = got  # type: ignore[misc]
+        return RawMessage(uid=uid, raw=spool, flags=_flags(flags), internaldate=date)
+
     def uids_from(self, first_uid: int) -> list[int]:
         found = self._call(self._c.search, ["UID", f"{max(first_uid, 1)}:*"])
         # "N:*" always matches the highest UID even when it is below N (RFC 3501).
         return sorted(u for u in found if u >= first_uid)
 
     # -- writing --------------------------------------------------------------------
-    def append(self, folder: str, raw: bytes, flags: Iterable[str],
+    def append(self, folder: str, raw: bytes | Spool, flags: Iterable[str],
                internaldate: datetime) -> int | None:
         try:
             typ, data = self._append_retrying(folder, [(raw, frozenset(flags), internaldate)])

@@ -17,6 +17,8 @@ from imapclient.datetime_util import datetime_to_INTERNALDATE
 from imapclient.exceptions import IMAPClientError
 from imapclient.imapclient import _quote, seq_to_parenstr
 
+from mxshift.store.spool import Spool
+
 # A message above this size is sent with a synchronising literal even where LITERAL+ is
 # offered: the server may refuse it (size, quota) before we send its bytes.
 SYNC_LITERAL_ABOVE = 8 * 1024 * 1024
@@ -26,7 +28,7 @@ PIPELINE_DEPTH = 64
 
 
 def send_append(imap: imaplib.IMAP4, folder: str,
-                messages: list[tuple[bytes, frozenset[str], datetime]], *,
+                messages: list[tuple[bytes | Spool, frozenset[str], datetime]], *,
                 literal_plus: bool) -> tuple[str, list]:
     """Send one APPEND (MULTIAPPEND when several messages) and read its answer.
 
@@ -59,7 +61,7 @@ def send_append(imap: imaplib.IMAP4, folder: str,
             while imap._get_response():  # type: ignore[attr-defined]  # None: "+ ..." came
                 if imap.tagged_commands.get(tag):  # type: ignore[attr-defined]  # refused
                     return imap._command_complete("APPEND", tag)  # type: ignore[attr-defined]
-            imap.send(raw)
+            _send_literal(imap, raw)
         elif len(raw) < 65536:
             parts.append(raw)
             gathered += len(raw)
@@ -67,10 +69,19 @@ def send_append(imap: imaplib.IMAP4, folder: str,
                 flush()
         else:
             flush()
-            imap.send(raw)
+            _send_literal(imap, raw)
     parts.append(b"\r\n")
     flush()
     return imap._command_complete("APPEND", tag)  # type: ignore[attr-defined]
+
+
+def _send_literal(imap: imaplib.IMAP4, raw: bytes | Spool) -> None:
+    """A literal's bytes: as they are, or a spooled message piece by piece from its file."""
+    if isinstance(raw, Spool):
+        for piece in raw.chunks():
+            imap.send(piece)
+    else:
+        imap.send(raw)
 
 
 def pipeline_stores(imap: imaplib.IMAP4, todo: list[tuple[bool, str, str]]) -> None:
