@@ -212,3 +212,36 @@ def test_a_connection_cut_inside_a_spooled_literal_then_rerun_is_exact(bed: Bed)
     assert len(bed.uids("INBOX", side="dst")) == 4
     assert len(bed.uids("Archive", side="dst")) == 3
     assert bed.journal_states() == {"copied": 7}
+
+
+@pytest.mark.parametrize("fixture", ["dovecot_src", "dovecot_tls"])
+def test_the_store_spools_a_fetch_and_appends_from_the_spool_plain_and_tls(
+        fixture: str, request: pytest.FixtureRequest) -> None:
+    """ImapStore.fetch_spooled / append of a Spool, over a plain socket (sendfile) and
+    TLS (read and send): the bytes that land are the source's, with flags and date."""
+    server = request.getfixturevalue(fixture)
+    user = server.new_user("spool")[0]
+    store = ImapStore.connect(host=server.host, port=server.port,
+                              security=server.config.tls or "none",
+                              ca_file=str(server.ca_file) if server.ca_file else None,
+                              credentials=Credentials(user, server.password(user)))
+    try:
+        raw = _large(1, 3 * CHUNK + 5)
+        from datetime import datetime, timezone
+        when = datetime(2021, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+        store.create_folder("Copy")
+        first = store.append("INBOX", raw, ["\\Flagged", "$Work"], when)
+        store.select("INBOX", readonly=True)
+        got = store.fetch_spooled(first or 1)
+        assert got is not None and isinstance(got.raw, Spool)
+        assert len(got.raw) == len(raw) and got.raw.read_all() == raw
+        assert got.raw.sha256() == hashlib.sha256(raw).hexdigest()
+        assert got.flags == {"\\Flagged", "$Work"} and got.internaldate == when
+        uid = store.append("Copy", got.raw, got.flags, got.internaldate)
+        got.raw.close()
+        store.select("Copy", readonly=True)
+        back = list(store.fetch_raw([uid or 1]))
+        assert [m.raw for m in back] == [raw]
+        assert store.fetch_spooled(999) is None  # gone: nothing spooled
+    finally:
+        store.close()

@@ -76,10 +76,9 @@ def send_append(imap: imaplib.IMAP4, folder: str,
 
 
 def _send_literal(imap: imaplib.IMAP4, raw: bytes | Spool) -> None:
-    """A literal's bytes: as they are, or a spooled message piece by piece from its file."""
+    """A literal's bytes: as they are, or a spooled message from its file."""
     if isinstance(raw, Spool):
-        for piece in raw.chunks():
-            imap.send(piece)
+        raw.send(imap.sock)
     else:
         imap.send(raw)
 
