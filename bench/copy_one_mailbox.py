@@ -8,7 +8,7 @@ corpus into ``--mailboxes`` source accounts once, then for each variant (and eac
 variants interleaved so they share the machine's load) copies them into fresh destination
 accounts with the real CLI (`mxshift -q sync`, one process for all mailboxes). Per run it
 prints the pass time (from the state database, without process start-up), the process's
-CPU seconds and peak RSS (GNU time: forked from the small ``time``, not from this
+CPU seconds, each Dovecot's CPU seconds (bench/measure.py) and peak RSS (GNU time: forked from the small ``time``, not from this
 process, so the RSS high-water mark is mxshift's own), MB/s over the pass, and whether
 every destination equals its source (bytes, flags incl. keywords, INTERNALDATE, folders).
 
@@ -27,6 +27,9 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import dovecot_cpu  # noqa: E402
 
 from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
 from mxshift.testbed.corpus_load import load
@@ -108,7 +111,7 @@ def main() -> int:
         print(f"corpus: {args.mailboxes} x {args.messages} messages, loaded in "
               f"{time.monotonic() - t0:.1f}s")
         print(f"{'variant':40} {'pass s':>7} {'MB/s':>6} {'wall s':>7} {'user':>6} "
-              f"{'sys':>5} {'RSS MB':>6}  check")
+              f"{'sys':>5} {'RSS MB':>6} {'cpu src':>7} {'cpu dst':>7}  check")
         ok = True
         for r in range(args.repeat):
             for n, variant in enumerate(variants):
@@ -135,7 +138,10 @@ def main() -> int:
                     cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "250", "--gil",
                            "-t", "-f", "raw", "-o", str(args.spy / f"run-{r}-{n}.txt"),
                            "--"] + cmd
+                cpu0 = (dovecot_cpu(src.pid), dovecot_cpu(dst.pid))
                 wall, user, system, rss, _out = timed(cmd, env, check=args.spy is None)
+                cpu_src, cpu_dst = (dovecot_cpu(src.pid) - cpu0[0],
+                                    dovecot_cpu(dst.pid) - cpu0[1])
                 span, copied = pass_span(project)
                 differences = []
                 for (su, sp), (du, dp) in zip(sources, dests):
@@ -145,7 +151,8 @@ def main() -> int:
                     b.logout()
                 ok = ok and not differences
                 print(f"{variant or '(defaults)':40} {span:7.2f} {copied / 1e6 / span:6.1f} "
-                      f"{wall:7.2f} {user:6.2f} {system:5.2f} {rss / 1024:6.0f}  "
+                      f"{wall:7.2f} {user:6.2f} {system:5.2f} {rss / 1024:6.0f} "
+                      f"{cpu_src:7.2f} {cpu_dst:7.2f}  "
                       + ("exact" if not differences else f"{len(differences)} diff"),
                       flush=True)
         return 0 if ok else 1
