@@ -28,7 +28,8 @@ from mxshift.state.models import Message
 from mxshift.store import spool as spool_mod
 from mxshift.store.auth import Credentials
 from mxshift.store.imap import ImapStore
-from mxshift.store.spool import CHUNK, SPOOL_ABOVE, LineEnds, Spool
+from mxshift.repair import LineEnds
+from mxshift.store.spool import CHUNK, SPOOL_ABOVE, Spool
 from mxshift.testbed.tcp_proxy import TcpProxy, close_quietly
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from sqlalchemy import update
 
 from mxshift import repair
+from mxshift.repair import needs_line_fix
 from mxshift.engine.journal import Pending
 from mxshift.engine.limits import ByteBudget
 from mxshift.engine.serial_journal import writing
@@ -85,22 +86,6 @@ class LiveProgress:
             self.writes += 1
         with writing(self.db), self.db.session() as s, s.begin():
             s.execute(update(Pass).where(Pass.id == self.pass_id).values(**values))
-
-
-_BARE_CR = re.compile(rb"\r(?!\n)")
-
-
-def needs_line_fix(raw: bytes) -> bool:
-    """True when ``raw`` has a bare LF or CR.
-
-    Why this form: it runs over every byte copied, so it must be cheap (a general regex
-    scan cost a fifth of a full copy's CPU; three ``count`` calls, one of them for the
-    two-byte ``\\r\\n``, still two fifths of the copy loop's). Two one-byte counts run
-    at memory speed, and a search for ``\\r`` not followed by ``\\n`` is a literal-prefix
-    scan in C. Without a bare CR every CR starts a CRLF; with as many LFs as CRs, every LF
-    then ends one: no bare line end.
-    """
-    return raw.count(b"\n") != raw.count(b"\r") or _BARE_CR.search(raw) is not None
 
 
 def copy_batches(messages: list[NewMessage], max_count: int,

@@ -20,55 +20,21 @@ leaves nothing on disk, and the page cache, not the process, holds the bytes.
 from __future__ import annotations
 
 import hashlib
-import re
 import socket
 import tempfile
 from typing import Callable, Iterator
+
+from mxshift.repair import LineEnds
 
 #: Messages larger than this are spooled; smaller ones are held in memory as before.
 SPOOL_ABOVE = 1024 * 1024
 #: Bytes per partial FETCH and per write to the APPEND literal.
 CHUNK = 1024 * 1024
 
-_BARE_CR = re.compile(rb"\r(?!\n)")
-
-
 def held_bytes(size: int) -> int:
     """What a message of ``size`` bytes holds in memory while it is copied: all of it, or
     one chunk when it is spooled."""
     return CHUNK if size > SPOOL_ABOVE else size
-
-
-class LineEnds:
-    """``copier.needs_line_fix`` over a message that arrives in pieces.
-
-    A CR at the end of one piece is bare only if the next piece does not start with LF,
-    so that one decision waits for the next piece (or the end).
-    """
-
-    def __init__(self) -> None:
-        self.lf = 0
-        self.cr = 0
-        self.bare_cr = False
-        self._cr_at_end = False
-
-    def feed(self, piece: bytes) -> None:
-        if not piece:
-            return
-        if self._cr_at_end and piece[:1] != b"\n":
-            self.bare_cr = True
-        self.lf += piece.count(b"\n")
-        self.cr += piece.count(b"\r")
-        if not self.bare_cr:
-            m = _BARE_CR.search(piece)
-            # The first match at the very last byte may still be followed by an LF.
-            if m is not None and m.start() < len(piece) - 1:
-                self.bare_cr = True
-        self._cr_at_end = piece[-1:] == b"\r"
-
-    def needs_fix(self) -> bool:
-        """True when the whole message has a bare LF or CR (call after the last piece)."""
-        return self.bare_cr or self._cr_at_end or self.lf != self.cr
 
 
 class Spool:
