@@ -449,21 +449,22 @@ def _distributed(t: _Table) -> DistributedSettings:
 
 
 def _dns(t: _Table) -> DnsSettings:
-    from mxshift.dns.addresses import Address, parse_mapping  # pure, no dnspython
-    from mxshift.dns.filters import parse_filter
-
     t.allow("provider", "m365_mx", "mx", "spf_includes", "resolvers", "ns_addresses",
             "filters", "timeout")
     tenant = t.table("m365_mx")
     m365 = tuple((_domain(t, d), _string(tenant, d)) for d in tenant.data)
     lists = {k: _string_list(t, k, ()) for k in ("resolvers", "ns_addresses", "filters")}
-    for key, parse in (("resolvers", Address.parse), ("ns_addresses", parse_mapping),
-                       ("filters", parse_filter)):
-        for item in lists[key]:
-            try:
-                parse(item)
-            except ValueError as exc:
-                raise t.fail(key, f"entry {exc}") from None
+    if any(lists.values()):  # their parsers only when there are entries (start-up time)
+        from mxshift.dns.addresses import Address, parse_mapping  # pure, no dnspython
+        from mxshift.dns.filters import parse_filter
+
+        for key, parse in (("resolvers", Address.parse), ("ns_addresses", parse_mapping),
+                           ("filters", parse_filter)):
+            for item in lists[key]:
+                try:
+                    parse(item)
+                except ValueError as exc:
+                    raise t.fail(key, f"entry {exc}") from None
     return DnsSettings(provider=_choice(t, "provider", ("m365", "google", "custom"), None)
                        if "provider" in t.data else None,
                        m365_mx=m365, mx=_string_list(t, "mx", ()),

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
-from sqlalchemy import update
+from sqlalchemy import column, select, table, update
 
+from mxshift.completion import ensure_not_complete
 from mxshift.connect import store_factory
 from mxshift.engine import malloc_tuning
 from mxshift.engine.journal import Hooks
@@ -23,15 +24,16 @@ from mxshift.engine.limits import ByteBudget
 from mxshift.engine.mailbox_pass import MailboxPass
 from mxshift.engine.pass_result import NoProgress, PassResult, Progress
 from mxshift.engine.settings import PassSettings
-from mxshift.engine.sweep import SweepPass
 from mxshift.folder_names import rules_for
 from mxshift.mapping import MappingRules, RenameRule
 from mxshift.notify import announce
 from mxshift.providers import profile, source_flag_exclusions
 from mxshift.project import OpenProject
 from mxshift.state.models import Mailbox, utcnow
-from mxshift.state.schedule_models import Timeline
-from mxshift.verify.gate import ensure_not_complete
+
+# Imported where used, not here (start-up time of every `mxshift sync`,
+# tests/test_startup.py): the sweep pass (only after the cutover) and the timeline's ORM
+# model (a pass reads one column of it, below).
 
 
 def pass_settings(proj: OpenProject, *, allow_mass_delete: bool = False) -> PassSettings:
@@ -73,7 +75,12 @@ def sync(proj: OpenProject, *, only: str | None = None, allow_mass_delete: bool 
             dst_secret: str | None, cut: bool) -> PassResult | None:
         if should_stop is not None and should_stop():
             return None
-        cls = SweepPass if kind == "sweep" and cut else MailboxPass
+        if kind == "sweep" and cut:
+            from mxshift.engine.sweep import SweepPass
+
+            cls: type[MailboxPass] = SweepPass
+        else:
+            cls = MailboxPass
         pass_kind = None if kind is None else ("final" if kind == "sweep" and not cut else kind)
         result = cls(proj.db, mb_id,
                      source=store_factory(cfg.source, src_user, src_secret, proj.box),
@@ -127,10 +134,16 @@ def folder_connections(wanted: int, mailboxes: int, *caps: int) -> int:
     return max(1, min([wanted] + [cap // max(mailboxes, 1) for cap in caps]))
 
 
+#: The one column of the ``timeline`` table (state/schedule_models.py ``Timeline``) that
+#: every pass reads: a Core table, so a pass does not map the schedule's ORM models.
+_TIMELINE = table("timeline", column("project_id"), column("cutover_done_at"))
+
+
 def cutover_done(proj: OpenProject) -> bool:
     with proj.db.session() as s:
-        t = s.get(Timeline, proj.project_id)
-        return t is not None and t.cutover_done_at is not None
+        done = s.execute(select(_TIMELINE.c.cutover_done_at)
+                         .where(_TIMELINE.c.project_id == proj.project_id)).first()
+        return done is not None and done[0] is not None
 
 
 def record_cutover(proj: OpenProject, mailbox_id: int) -> None:

@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
 from mxshift import __version__
 from mxshift.cli import coercion, startup
+from mxshift.cli.console import LazyConsole
 from mxshift.errors import MxshiftError
 
 coercion.install()  # option values without Pydantic (start-up time): cli/coercion.py
@@ -23,8 +22,17 @@ app = typer.Typer(help="mxshift: move mailboxes between IMAP servers, nothing lo
 mailboxes_app = typer.Typer(help="Manage the project's mailbox pairs.", no_args_is_help=True)
 app.add_typer(mailboxes_app, name="mailboxes")
 
-out = Console()
-err = Console(stderr=True)
+# Rich is imported when a command first prints through these, not by every process
+# (cli/console.py); `out.line(text)` prints a plain line without it.
+out = LazyConsole()
+err = LazyConsole(stderr=True)
+
+
+def escape(text: str) -> str:
+    """``rich.markup.escape`` (text shown in Rich markup or tables), Rich imported on use."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 class State:
@@ -57,6 +65,8 @@ def main_options(
 def fail(message: str, code: int = 1) -> None:
     # The message is plain text, never markup: "[source.admin]" in a config error must
     # survive. soft_wrap: a long error stays one line whatever the terminal width.
+    from rich.text import Text
+
     err.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
-from rich.markup import escape
 
-from mxshift.cli import app, err, fail, mailboxes_app, out, startup, state
+from mxshift.cli import app, err, escape, fail, mailboxes_app, out, startup, state
 from mxshift.errors import MxshiftError
 
 # Why the imports below sit inside the commands: every ``mxshift`` process imports every
@@ -151,7 +150,7 @@ def sync(mailbox: Optional[str] = typer.Option(None, "--mailbox", help="Only thi
         else:
             from mxshift.cli.progress import RichProgress
 
-            with RichProgress(out) as progress:
+            with RichProgress(out.console) as progress:
                 results = run_passes(proj, ids, allow_mass_delete=allow_mass_delete,
                                      progress=progress)
     if print_results(results):
@@ -171,10 +170,9 @@ def print_results(results: list) -> int:  # type: ignore[type-arg]
             bad += 1
         if r.error:
             line += f": {r.error}"
-        (err if r.status == "failed" else out).print(line, markup=False, highlight=False,
-                                                   soft_wrap=True)
+        (err if r.status == "failed" else out).line(line)  # Rich only if needed
         for note in r.notes:
-            out.print(f"  {note}", markup=False, highlight=False, soft_wrap=True)
+            out.line(f"  {note}")
     return bad
 
 

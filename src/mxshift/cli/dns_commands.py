@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.markup import escape
 
-from mxshift.cli import app, out
+from mxshift.cli import app, escape, out
 from mxshift.cli.commands import opened
 
 # dnspython is imported by `dns check` only (through mxshift.dns.check), not by every

@@ -10,9 +10,8 @@ from datetime import datetime, timedelta
 from typing import Callable, Optional, TypeVar
 
 import typer
-from rich.markup import escape
 
-from mxshift.cli import app, err, fail, out
+from mxshift.cli import app, err, escape, fail, out
 from mxshift.cli.commands import opened, print_results, progress_bars
 
 # cutover, strays, sync, the timeline store and the scheduler (the state layer and the

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
 import typer
-from rich.markup import escape
 
-from mxshift.cli import app, fail, out
+from mxshift.cli import app, escape, fail, out
 from mxshift.cli.commands import opened
 from mxshift.errors import MxshiftError
 

@@ -18,13 +18,13 @@ from typing import Callable
 from celery import Celery
 from celery.result import AsyncResult, ResultSet
 
+from mxshift.completion import ensure_not_complete
 from mxshift.engine.folder_tasks import COUNTERS, roll_up
 from mxshift.engine.pass_result import NoProgress, PassResult, Progress
 from mxshift.errors import MxshiftError
 from mxshift.project import OpenProject
 from mxshift.runners.celery_app import TASK, configure
 from mxshift.runners.settings import RunnerSettings
-from mxshift.verify.gate import ensure_not_complete
 
 _FIELDS = {f.name for f in dataclasses.fields(PassResult)}
 POLL = 0.2

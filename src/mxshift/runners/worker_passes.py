@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from mxshift import sync as sync_mod
+from mxshift.completion import ensure_not_complete
 from mxshift.connect import store_factory
 from mxshift.engine import lease
 from mxshift.engine.folder_tasks import PartPass, SplitPass
@@ -21,7 +22,6 @@ from mxshift.engine.settings import PassSettings
 from mxshift.notify import announce
 from mxshift.project import OpenProject
 from mxshift.state.models import Mailbox
-from mxshift.verify.gate import ensure_not_complete
 
 SendParts = Callable[[int, str, list[frozenset[int]]], list[str]]
 

@@ -11,7 +11,9 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from mxshift.config_table import _Table
-from mxshift.schedule.plan import parse_duration
+
+# mxshift.schedule.plan (parse_duration) is imported when a duration is given: every
+# command loads the config, few have a [schedule] (start-up time, tests/test_startup.py).
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ def parse_schedule(t: _Table) -> ScheduleSettings:
             raw = t.get(name)
             if not isinstance(raw, str):
                 raise t.fail(name, f"must be a duration string like \"24h\", got {raw!r}")
+            from mxshift.schedule.plan import parse_duration
+
             try:
                 values[name] = parse_duration(raw)
             except ValueError as exc:

@@ -14,6 +14,9 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
+# the mark itself (read before every pass) lives in mxshift.completion, which a pass
+# imports without this package; re-exported here for the gate's callers
+from mxshift.completion import COMPLETE, ProjectComplete, ensure_not_complete, is_complete
 from mxshift.errors import MxshiftError
 from mxshift.notify import announce
 from mxshift.project import OpenProject
@@ -21,29 +24,15 @@ from mxshift.state.models import Event, Mailbox, Pass, Project
 from mxshift.state.verify_models import Acceptance, VerifyFinding
 
 # mxshift.verify.run (collect, compare) is imported by the functions that read
-# verifications: every `sync` imports this module for ensure_not_complete (start-up time).
+# verifications.
 
-COMPLETE = "complete"
-
-
-class ProjectComplete(MxshiftError):
-    """The project was marked complete: syncing it again is refused."""
+__all__ = ["COMPLETE", "ProjectComplete", "ensure_not_complete", "is_complete", "accept",
+           "accept_skipped", "gate", "mailbox_gate", "complete", "MailboxGate",
+           "CompletionResult", "dns_gate", "timeline_gate"]
 
 
 def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
-
-def is_complete(proj: OpenProject) -> bool:
-    with proj.db.session() as s:
-        p = s.get(Project, proj.project_id)
-        return p is not None and p.phase == COMPLETE
-
-
-def ensure_not_complete(proj: OpenProject) -> None:
-    if is_complete(proj):
-        raise ProjectComplete("this project is complete: nothing is synced for a completed "
-                              "project")
 
 
 # -- accept ----------------------------------------------------------------------------------
