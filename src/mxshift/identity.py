@@ -26,9 +26,13 @@ class Fingerprint:
     strong: bool   # True when a Message-ID took part
 
 
-def _header_block(raw: bytes) -> bytes:
+def header_block(raw: bytes) -> bytes:
+    """The message's header lines, without the blank line that ends them."""
     m = _HEADER_END.search(raw)
     return raw[: m.start()] if m else raw
+
+
+_header_block = header_block
 
 
 def identity_fields(header_block: bytes) -> dict[bytes, bytes]:

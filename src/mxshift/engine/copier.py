@@ -30,7 +30,7 @@ from mxshift.errors import MessageError
 from mxshift.engine import malloc_tuning
 from mxshift.engine.prefetch import Prefetcher
 from mxshift.identity import (Fingerprint, content_hash, fingerprint, fingerprint_bytes,
-                               fingerprint_head)
+                               fingerprint_head, header_block)
 from mxshift.providers import oversize_reason, profile
 from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair, Pass
@@ -131,6 +131,13 @@ class NewMessage:
     subject: str = ""
 
 
+def subject_from(raw: bytes | Spool) -> str:
+    """The Subject of a message from its bytes, for a finding about a message whose
+    scan fetched its size only (a first copy: mailbox_pass._identify_new)."""
+    from mxshift.engine.folder_scan import subject_of  # folder_scan imports this module
+    return subject_of(header_block(raw.head if isinstance(raw, Spool) else raw))
+
+
 def appendlimit(capabilities: frozenset[str]) -> int | None:
     for cap in capabilities:
         m = re.fullmatch(r"APPENDLIMIT=(\d+)", cap, re.I)
@@ -170,6 +177,7 @@ class FolderCopier:
         batch order."""
         malloc_tuning.tune()
         pool = self._adoption_pool() if adopt and self.dest_messages else None
+        messages = self._identified(messages, pool is not None)
         by_uid = {m.uid: m for m in messages}
         groups = copy_batches(messages, self.settings.batch_messages, self.batch_bytes)
         plans = (self._plan([by_uid[u] for u in batch], pool) for batch in groups)
@@ -200,6 +208,22 @@ class FolderCopier:
                 "flag_dropped", None, None, None,
                 f"the destination does not accept the keyword {keyword!r} (PERMANENTFLAGS); "
                 f"it was not set on {count} message(s)"))
+
+    def _identified(self, messages: list[NewMessage], adopting: bool) -> list[NewMessage]:
+        """Fingerprint and subject, from the source's header fetch, of the messages a
+        first copy's scan only sized (mailbox_pass._identify_new) that need them before
+        their bytes are read: all of them when adopting (matched by fingerprint), else
+        those too large to copy (their skip is recorded with the subject)."""
+        need = [m.uid for m in messages if not m.fingerprint and (
+            adopting or (self.size_limit is not None and m.size > self.size_limit))]
+        if not need:
+            return messages
+        from mxshift.engine.folder_scan import new_message  # folder_scan imports this module
+        found: dict[int, NewMessage] = {}
+        for i in range(0, len(need), 1000):
+            found.update((meta.uid, new_message(meta))
+                         for meta in self.src.fetch_meta(need[i:i + 1000]))
+        return [found.get(m.uid, m) for m in messages]
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -378,7 +402,8 @@ class FolderCopier:
         self.hooks.checkpoint("multiappend")
         for p in items:
             if p.repair:
-                self._repaired(p.source_uid, subjects.get(p.source_uid, ""), p.size, p.repair)
+                self._repaired(p.source_uid, subjects.get(p.source_uid, "")
+                               or subject_from(raws[p.source_uid].raw), p.size, p.repair)
         return uids
 
     def _append(self, p: Pending, raw: RawMessage,
@@ -388,10 +413,12 @@ class FolderCopier:
             uid = self.dst.append(self.pair.destination_name, raw.raw, p.flags, raw.internaldate)
             self.hooks.checkpoint("append")
             if p.repair:
-                self._repaired(p.source_uid, subject, p.size, p.repair)
+                self._repaired(p.source_uid, subject or subject_from(raw.raw), p.size,
+                               p.repair)
             return uid, p.fingerprint, len(raw.raw)
         except MessageError as exc:
             refusal = str(exc)
+        subject = subject or subject_from(raw.raw)  # a first copy's scan did not read it
         original = raw.raw if isinstance(raw.raw, bytes) else raw.raw.read_all()
         for fixed, note in repair.candidates(original):
             fp = fingerprint_bytes(fixed)

@@ -143,6 +143,11 @@ class Store(Protocol):
         """Size, flags, INTERNALDATE and identity headers of ``uids``; unknown UIDs are absent."""
         ...
 
+    def fetch_sizes(self, uids: Iterable[int]) -> dict[int, int]:
+        """RFC822.SIZE of ``uids`` (the selected folder); unknown UIDs are absent. The
+        cheapest identification there is: what a first copy needs to plan its batches."""
+        ...
+
     def fetch_header_fields(self, uids: Iterable[int], names: Iterable[str]) -> dict[int, bytes]:
         """The named header lines of ``uids`` as sent (e.g. every ``Received:``)."""
         ...

@@ -1,4 +1,4 @@
-"""A fast parser for the FETCH answers mxshift asks for most (pure: no I/O).
+"""The FETCH items mxshift asks for most, and a fast parser of their answers (pure: no I/O).
 
 Why apart from imap.py: it is a protocol detail with its own tests on recorded answers
 (tests/test_parallel_fetch_parse.py), and the store module reads better without it.
@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import re
 
+from typing import Iterable
+
 from imapclient.datetime_util import parse_to_datetime
+
+from mxshift.store.base import MessageMeta
+
+IDENTITY_FIELDS = b"BODY[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"
+_META_ITEMS = ["RFC822.SIZE", "FLAGS", "INTERNALDATE",
+               "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"]
 
 _FETCH_UID = re.compile(rb"[( ]UID (\d+)")
 _FETCH_FLAGS = re.compile(rb"[( ]FLAGS \(([^)]*)\)")
@@ -71,3 +79,42 @@ def parse_body_fetch(data: list) -> dict[int, dict[bytes, object]]:
     """The answer to a body FETCH: only the responses that carry a BODY[]."""
     parsed = parse_fetch_fast(data) or {}
     return {u: e for u, e in parsed.items() if b"BODY[]" in e and b"INTERNALDATE" in e}
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
+
+
+def _flags(raw: Iterable[bytes | str]) -> frozenset[str]:
+    """The flags of one message; equal flag lists share one frozenset.
+
+    Why shared: a scan holds the flags of every message of a mailbox for the whole pass,
+    and a mailbox has a few dozen distinct flag sets, not one per message (~200 bytes
+    each: 1 MB per 5,000 messages)."""
+    key = raw if isinstance(raw, tuple) else tuple(raw)
+    found = _FLAG_SETS.get(key)
+    if found is None:
+        found = frozenset(_s(f) for f in key if _s(f).lower() != "\\recent")
+        if len(_FLAG_SETS) < 4096:  # bounded: keywords could make every set unique
+            _FLAG_SETS[key] = found
+    return found
+
+
+_FLAG_SETS: dict[tuple, frozenset[str]] = {}
+
+
+def _metas(data: dict[int, dict[bytes, object]],
+           uids: Iterable[int] | None = None) -> list[MessageMeta]:
+    """MessageMeta of each answer to a FETCH of ``_META_ITEMS`` (of ``uids``, in order)."""
+    out = []
+    for uid in sorted(data) if uids is None else uids:
+        item = data.get(uid)
+        if item is None or b"RFC822.SIZE" not in item:
+            continue
+        header = next((v for k, v in item.items()
+                       if k.startswith(b"BODY[HEADER.FIELDS")), b"") or b""
+        out.append(MessageMeta(uid=uid, size=int(item[b"RFC822.SIZE"]),  # type: ignore[call-overload]
+                               flags=_flags(item.get(b"FLAGS", ())),  # type: ignore[arg-type]
+                               internaldate=item[b"INTERNALDATE"],  # type: ignore[arg-type]
+                               headers=header))  # type: ignore[arg-type]
+    return out

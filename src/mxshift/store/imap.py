@@ -30,7 +30,8 @@ from mxshift.mapping import Namespace, RemoteFolder
 from mxshift.store import throttle
 from mxshift.store.auth import Credentials
 from mxshift.store import imap_wire, list_status, list_status_lines, qresync
-from mxshift.store.fetch_parse import parse_body_fetch, parse_fetch_fast  # noqa: F401
+from mxshift.store.fetch_parse import (IDENTITY_FIELDS, _META_ITEMS, _flags,  # noqa: F401
+                                       _metas, _s, parse_body_fetch, parse_fetch_fast)
 from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta, QuotaInfo, RawMessage
 from mxshift.store.imap_backpressure import BackPressure
 from mxshift.store.spool import Spool, spool_message
@@ -40,49 +41,7 @@ from mxshift.store.imap_session import (_BACKOFF_CODES, _LOST, _clean, _drop,  #
                                         tls_context)
 from mxshift.store.uidset import compress_uids, parse_uidplus
 
-IDENTITY_FIELDS = b"BODY[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"
-_META_ITEMS = ["RFC822.SIZE", "FLAGS", "INTERNALDATE",
-               "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)]"]
 T = TypeVar("T")
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
-
-
-def _flags(raw: Iterable[bytes | str]) -> frozenset[str]:
-    """The flags of one message; equal flag lists share one frozenset.
-
-    Why shared: a scan holds the flags of every message of a mailbox for the whole pass,
-    and a mailbox has a few dozen distinct flag sets, not one per message (~200 bytes
-    each: 1 MB per 5,000 messages)."""
-    key = raw if isinstance(raw, tuple) else tuple(raw)
-    found = _FLAG_SETS.get(key)
-    if found is None:
-        found = frozenset(_s(f) for f in key if _s(f).lower() != "\\recent")
-        if len(_FLAG_SETS) < 4096:  # bounded: keywords could make every set unique
-            _FLAG_SETS[key] = found
-    return found
-
-
-_FLAG_SETS: dict[tuple, frozenset[str]] = {}
-
-
-def _metas(data: dict[int, dict[bytes, object]],
-           uids: Iterable[int] | None = None) -> list[MessageMeta]:
-    """MessageMeta of each answer to a FETCH of ``_META_ITEMS`` (of ``uids``, in order)."""
-    out = []
-    for uid in sorted(data) if uids is None else uids:
-        item = data.get(uid)
-        if item is None or b"RFC822.SIZE" not in item:
-            continue
-        header = next((v for k, v in item.items()
-                       if k.startswith(b"BODY[HEADER.FIELDS")), b"") or b""
-        out.append(MessageMeta(uid=uid, size=int(item[b"RFC822.SIZE"]),  # type: ignore[call-overload]
-                               flags=_flags(item.get(b"FLAGS", ())),  # type: ignore[arg-type]
-                               internaldate=item[b"INTERNALDATE"],  # type: ignore[arg-type]
-                               headers=header))  # type: ignore[arg-type]
-    return out
 
 
 class ImapStore(BackPressure):
@@ -337,6 +296,14 @@ class ImapStore(BackPressure):
             return []
         data = self._call(self._fetch, compress_uids(uid_list), _META_ITEMS)
         return _metas(data, uid_list)
+
+    def fetch_sizes(self, uids: Iterable[int]) -> dict[int, int]:
+        uid_list = sorted(set(uids))
+        if not uid_list:
+            return {}
+        data = self._call(self._fetch, compress_uids(uid_list), ["RFC822.SIZE"])
+        return {u: int(i[b"RFC822.SIZE"]) for u, i in data.items()  # type: ignore[call-overload]
+                if b"RFC822.SIZE" in i}
 
     def fetch_header_fields(self, uids: Iterable[int], names: Iterable[str]) -> dict[int, bytes]:
         uid_list = sorted(set(uids))
