@@ -18,6 +18,7 @@ from mxshift.engine.limits import LocalLimiter, server_key
 from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
 from mxshift.testbed.corpus_load import load
 from mxshift.engine import limits
+from mxshift.store.imap import ImapStore
 from test_parallel_folders import CrashAfter, bed, run  # noqa: F401 - bed is a fixture
 
 
@@ -78,12 +79,23 @@ def test_a_delta_over_many_folders_uses_several_connections_and_is_exact(
             logins.append(self.port)
         real(self, data)
 
+    answered: list[bool] = []  # per folder: read in the pipelined burst (qresync_batch)
+    many = ImapStore.select_changes_many
+
+    def read_many(self: ImapStore, requests):  # type: ignore[no-untyped-def]
+        out = many(self, requests)
+        answered.extend(a is not None for a in out)
+        return out
+
     monkeypatch.setattr(imaplib.IMAP4, "send", send)
+    monkeypatch.setattr(ImapStore, "select_changes_many", read_many)
     result = run(bed, folder_parallelism=4)
     monkeypatch.undo()
     assert result.status == "ok", result.error
-    # The scan ran on several source connections, and the copy phase reused them: no
-    # more source logins than connections a pass may hold (1 + 3 extra, not 1 + 3 + 3).
+    # Every changed folder was read in one pipelined burst on the pass's connection,
+    # while the copy phase's extra source connections logged in; no more source logins
+    # than connections a pass may hold (1 + 3 extra, not 1 + 3 + 3).
+    assert answered == [True] * changed, answered
     src_logins = logins.count(bed.src_server.port)
     assert 2 <= src_logins <= 4, logins
     assert 2 <= logins.count(bed.dst_server.port) <= 4, logins

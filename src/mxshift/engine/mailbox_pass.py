@@ -2,6 +2,8 @@
 
     1. log in to both sides (a bad login fails this mailbox, not the night)
     2. map folders (pure), create what the destination lacks, record folder pairs
+       (when the source lists exactly the known folders, the destination is listed in a
+       thread and this step runs after step 4, before any write: engine/dest_listing.py)
     3. reconcile journal rows an interrupted pass left passing (see reconcile.py)
     4. scan every source folder: UIDs and flags; identity of the new messages
     5. plan moves across folders: a message that vanished from one folder and appeared in
@@ -20,12 +22,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from typing import Callable, cast
+from typing import Callable, Iterator, cast
 
 from sqlalchemy import delete, select, update
 
 from mxshift.engine import gmail_labels, lease, pass_rows
 from mxshift.engine.copier import FolderCopier, LiveProgress, NewMessage
+from mxshift.engine.dest_listing import ListedInBackground
 from mxshift.engine.folder_pool import FolderPool, apply_guarded, scan_workers, worker_count
 from mxshift.engine.parallel_scan import ParallelScan, SpareSources
 from mxshift.engine.limits import ByteBudget
@@ -43,7 +46,7 @@ from mxshift.mapping import Namespace, RemoteFolder, map_folders
 from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair, Message, utcnow
 from mxshift.store.lazy import LazyStore
-from mxshift.store.base import FolderStatus, Store, store_notes
+from mxshift.store.base import FolderChanges, FolderStatus, Store, store_notes
 from mxshift.engine.folder_scan import (FolderScan, delta_mode, new_message, qresync_flags,
                                         status_as_saved)
 from mxshift.engine.pass_result import NoProgress, PassResult, Progress
@@ -101,6 +104,8 @@ class MailboxPass:
         self.hooks.checkpoint("journal pass start")
         src = dst = None
         self.spares = SpareSources(self.open_source)  # scan connections, for the copy
+        # destination connections of the copy phase, logged in during the scan
+        self.spare_destinations = SpareSources(self.open_destination)
         try:
             src = self.open_source()
             # The destination logs in on first use: a pass with nothing to do never
@@ -111,7 +116,7 @@ class MailboxPass:
         except SyncError as exc:
             result.status, result.error = "failed", str(exc)
         finally:
-            for store in (src, dst, *self.spares.drain()):
+            for store in (src, dst, *self.spares.drain(), *self.spare_destinations.drain()):
                 if store is not None:
                     result.notes.extend(store_notes(store))
                     store.close()
@@ -124,8 +129,21 @@ class MailboxPass:
         return result
 
     def _run(self, src: Store, dst: Store, result: PassResult) -> None:
+        self._deferred_map: tuple[ListedInBackground, list[RemoteFolder], Namespace] | None
+        self._deferred_map = None
         pairs = (self._map_folders(src, dst, result) if self.folders is None
                  else self._load_pairs())
+        if self._deferred_map is None:
+            self._run_mapped(src, dst, pairs, result)
+            return
+        listed = self._deferred_map[0]
+        try:  # every use of the destination waits for its listing thread
+            self._run_mapped(src, cast(Store, listed), pairs, result)
+        finally:
+            listed.wait()  # before the pass closes the destination
+
+    def _run_mapped(self, src: Store, dst: Store, pairs: dict[int, FolderPair],
+                    result: PassResult) -> None:
         if reconcile(self.journal, dst, pairs):
             pairs = self._load_pairs()  # reconcile may have reset a folder's map
         scans: dict[int, FolderScan] = {}
@@ -136,6 +154,12 @@ class MailboxPass:
                 result.unchanged_folders += 1
             else:
                 scans[pair.id] = scan
+        if self._deferred_map is not None:
+            # Step 2 after the scan, before any write to the destination: with the
+            # folders known this only re-creates destination folders someone deleted.
+            listed, src_folders, src_ns = self._deferred_map
+            dst_ns, dst_folders = listed.listing()
+            self._map_with(src, dst, src_folders, src_ns, dst_ns, dst_folders, result)
         self._identify_new(src, scans)
         moves = self._plan_moves(scans)
         self._execute_moves(dst, scans, moves, pairs, result)
@@ -150,24 +174,66 @@ class MailboxPass:
 
     def _scan_all(self, src: Store, pairs: dict[int, FolderPair], result: PassResult
                   ) -> list[tuple[FolderPair, FolderScan | FolderError | None]]:
-        """Step 4 for every selectable folder, in folder order: on this connection, or,
-        when many folders changed since the saved STATUS, on several (parallel_scan)."""
+        """Step 4 for every selectable folder, in folder order. With QRESYNC the changed
+        folders are read together on this connection (one round trip, _changes_many);
+        with CONDSTORE, when many changed since the saved STATUS, on several
+        (parallel_scan); else one after another."""
         todo = sorted((p for p in pairs.values() if p.selectable), key=lambda p: p.id)
-        changed = sum(1 for p in todo if not self._listed_unchanged(p))
-        workers = scan_workers(changed, self.settings.folder_parallelism)
-        if workers > 1 and delta_mode(src.capabilities) != "full-scan":
+        changed = [p for p in todo if not self._listed_unchanged(p)]
+        workers = scan_workers(len(changed), self.settings.folder_parallelism)
+        mode = delta_mode(src.capabilities)
+        if workers > 1 and mode != "full-scan":
+            # The copy phase takes as many pairs (folder_pool.worker_count): their
+            # destination halves log in now, while the source is scanned.
+            self.spare_destinations.warm(workers - 1)
+        if mode == "qresync" and len(changed) > 1 and hasattr(src, "select_changes_many"):
+            # One connection reads every changed folder in one round trip
+            # (store/qresync_batch.py); the copy phase's source halves log in meanwhile.
+            self.spares.warm(workers - 1)
+            read = self._changes_many(src, changed)
+            out: list[tuple[FolderPair, FolderScan | FolderError | None]] = []
+            for pair in todo:
+                try:
+                    out.append((pair, self._scan(src, pair, read.get(pair.id))))
+                except FolderError as exc:
+                    out.append((pair, exc))
+            return out
+        if workers > 1 and mode != "full-scan":
             job: ParallelScan[FolderPair, FolderScan | None] = ParallelScan(
                 src, self.spares, self._scan)
             found = job.run(todo, workers)
             result.notes.extend(job.notes)
             return sorted(found, key=lambda item: item[0].id)
-        out: list[tuple[FolderPair, FolderScan | FolderError | None]] = []
+        out = []
         for pair in todo:
             try:
                 out.append((pair, self._scan(src, pair)))
             except FolderError as exc:
                 out.append((pair, exc))
         return out
+
+    def _changes_many(self, src: Store, changed: list[FolderPair]) -> dict[int, FolderChanges]:
+        """The QRESYNC answers of the changed folders, read together; a folder left out
+        (no saved state or listing to ask with, or an answer that is not the whole
+        story) is scanned on its own by :meth:`_scan`."""
+        from mxshift.store.qresync_batch import ChangesRequest  # imports imapclient
+
+        todo = [p for p in changed if p.present and p.source_highestmodseq is not None
+                and p.source_uidvalidity and p.source_name in self.source_status]
+        if len(todo) < 2:
+            return {}
+
+        def requests() -> Iterator[ChangesRequest]:  # sent as made (qresync_batch.py)
+            for pair in todo:
+                known = self.journal.known(pair.id)
+                first_new = max(known, default=0) + 1
+                more = self.source_status[pair.source_name].uidnext > first_new
+                yield ChangesRequest(pair.source_name, pair.source_uidvalidity,  # type: ignore[arg-type]
+                                     pair.source_highestmodseq,  # type: ignore[arg-type]
+                                     frozenset(known), first_new if known and more else None)
+
+        answers = src.select_changes_many(requests())  # type: ignore[attr-defined]
+        return {p.id: ch for p, ch in zip(todo, answers) if ch is not None}
 
     def _listed_unchanged(self, pair: FolderPair) -> bool:
         """The pass's LIST-STATUS shows the folder as the last complete pass saw it (the
@@ -192,7 +258,7 @@ class MailboxPass:
                 one(src, dst, scan, result)
             return
         FolderPool(src=src, dst=dst, open_source=self.spares.open,
-                   open_destination=self.open_destination, apply_one=one,
+                   open_destination=self.spare_destinations.open, apply_one=one,
                    fresh_result=lambda: PassResult(mailbox=result.mailbox, kind=result.kind),
                    result=result, cancel=self.cancel).run(scans, workers)
 
@@ -224,11 +290,23 @@ class MailboxPass:
         # The source's listing brings every folder's STATUS where it can (LIST-STATUS):
         # the scan then asks STATUS only of folders the answer left out.
         src_folders, self.source_status = src.list_folders_status()
+        self._pairs_known = False
         quiet = self._nothing_to_do(src, src_folders, src_ns)
         if quiet is not None:
             return quiet  # the destination is not even logged in to
-        dst_ns = dst.namespace()
-        dst_folders = dst.list_folders()
+        if self._pairs_known:
+            # The pairs are known: the destination is listed while the source is
+            # scanned, and mapped after the scan (engine/dest_listing.py).
+            self._deferred_map = (ListedInBackground(dst), src_folders, src_ns)
+            return self._load_pairs()
+        dst_ns, dst_folders = dst.namespace(), dst.list_folders()
+        return self._map_with(src, dst, src_folders, src_ns, dst_ns, dst_folders, result)
+
+    def _map_with(self, src: Store, dst: Store, src_folders: list[RemoteFolder],
+                  src_ns: Namespace, dst_ns: Namespace, dst_folders: list[RemoteFolder],
+                  result: PassResult) -> dict[int, FolderPair]:
+        """Step 2 proper: map the listed folders, create what the destination lacks,
+        record the folder pairs."""
         mapping = map_folders(src_folders, src_ns, dst_folders, dst_ns, self.settings.rules)
         existing = {f.name for f in dst_folders}
         with self.db.session() as s:
@@ -295,6 +373,7 @@ class MailboxPass:
         included = included_sources(src_folders, src_ns, self.settings.rules)
         if included is None or not listing_known(pairs.values(), src_folders, included):
             return None
+        self._pairs_known = True  # the folder map needs no destination (dest_listing.py)
         for pair in pairs.values():
             if not (pair.present and pair.selectable):
                 continue
@@ -323,7 +402,8 @@ class MailboxPass:
                 if self.folders is None or p.id in self.folders}
 
     # -- step 4: scan ---------------------------------------------------------------
-    def _scan(self, src: Store, pair: FolderPair) -> FolderScan | None:
+    def _scan(self, src: Store, pair: FolderPair, read: FolderChanges | None = None
+              ) -> FolderScan | None:
         """Read what changed on the source folder; None when nothing did.
 
         The mode follows the server (see :func:`delta_mode`): with CONDSTORE a folder whose
@@ -333,7 +413,16 @@ class MailboxPass:
         for expunges, so the cost follows the changes. Without either, or after a
         UIDVALIDITY change, or when the delta does not add up to the folder's message
         count, every UID and its flags are read ("full-scan").
+
+        ``read``: the folder's QRESYNC answer, read with others (:meth:`_changes_many`);
+        the folder is then not selected on ``src``, so whatever needs it selected (a
+        full scan, new messages to identify) scans it again on its own.
         """
+        if read is not None:
+            scan = self._scan_read(pair, read)
+            if scan is not None:
+                self._identify_new(src, {pair.id: scan})  # selects it if still needed
+                return scan
         if not pair.present:
             known = self.journal.known(pair.id)
             delta = plan_folder({}, known)
@@ -381,22 +470,74 @@ class MailboxPass:
         self._identify_new(src, {pair.id: scan}, selected=True)
         return scan
 
+    def _scan_read(self, pair: FolderPair, changes: FolderChanges) -> FolderScan | None:
+        """:meth:`_scan` from a QRESYNC answer already read; None when the answer is not
+        the whole story (UIDVALIDITY changed, no HIGHESTMODSEQ, counts that do not add
+        up): the caller then scans the folder on its own, which decides as always."""
+        st = changes.status
+        if st.uidvalidity != pair.source_uidvalidity or st.highestmodseq is None:
+            return None
+        known = self.journal.known(pair.id)
+        flags = qresync_flags(known, changes, st.messages)
+        if flags is None:
+            return None
+        delta = plan_folder(flags, known)
+        if delta.forget:
+            self.journal.forget(pair.id, delta.forget)
+        added = changes.added
+        new = {uid: new_message(added[uid]) if uid in added else NewMessage(uid=uid)
+               for uid in delta.new}
+        return FolderScan(pair, flags, new, delta.vanished, st.uidvalidity, st.uidnext,
+                          st.highestmodseq, "qresync")
+
     def _identify_new(self, src: Store, scans: dict[int, FolderScan], *,
                       selected: bool = False) -> None:
         """Sizes and fingerprints of new messages: for batching, moves and adoption.
-        ``selected``: the source has the (one) folder selected already."""
+        ``selected``: the source has the (one) folder selected already.
+
+        A first copy (nothing of the mailbox journalled yet, no Gmail labelling) has
+        nothing to match them against: no vanished message a new one could be the move
+        of, no copy of ours on the destination. It fetches sizes only (RFC822.SIZE): the
+        header fetch and fingerprint of every message took a seventh of a 5,000-message
+        copy and held ~600 bytes per message for the whole pass. The copier fingerprints
+        each message from its bytes, and identifies beforehand the few it must (a
+        destination folder that holds mail already, a message too large to copy)."""
+        lean = self._first_copy()
         for scan in scans.values():
             if not scan.new or scan.identified:
                 continue
             uids = sorted(u for u, m in scan.new.items() if not m.fingerprint)
             if uids and not selected:
                 src.select(scan.pair.source_name, readonly=True)
+            if lean:
+                sizes: dict[int, int] = {}
+                for i in range(0, len(uids), 1000):
+                    sizes.update(src.fetch_sizes(uids[i:i + 1000]))
+                for uid in uids:
+                    if uid in sizes:
+                        scan.new[uid] = NewMessage(uid=uid, size=sizes[uid])
+                    else:
+                        del scan.new[uid]  # expunged between the scan and now
+                scan.identified = True
+                continue
             for i in range(0, len(uids), 1000):
                 for meta in src.fetch_meta(uids[i:i + 1000]):
                     scan.new[meta.uid] = new_message(meta)
             for uid in [u for u, m in scan.new.items() if not m.fingerprint]:
                 del scan.new[uid]  # expunged between the scan and now
             scan.identified = True
+
+    def _first_copy(self) -> bool:
+        """No message of this mailbox in the journal (and no Gmail labelling, which
+        matches new messages by fingerprint): see :meth:`_identify_new`. Asked once."""
+        first = getattr(self, "_first", None)
+        if first is None:
+            with self.journal.read() as s:
+                first = self.settings.gmail_labels != "labels" and s.execute(
+                    select(Message.id).join(FolderPair)
+                    .where(FolderPair.mailbox_id == self.mailbox_id).limit(1)).first() is None
+            self._first = first
+        return first
 
     # -- step 5/6: moves ------------------------------------------------------------
     def _plan_moves(self, scans: dict[int, FolderScan]) -> list[tuple[Candidate, Candidate]]:
@@ -518,6 +659,10 @@ class MailboxPass:
         """A folder's flag changes and deletions: journalled in one transaction, sent in
         one round trip (one STORE per flag and direction, plus \\Deleted, pipelined),
         then UID EXPUNGE; the caller settles them in the folder's last transaction.
+
+        Not pipelined with the STOREs: Dovecot runs pipelined UID commands in parallel
+        (neither uses sequence numbers), so a UID EXPUNGE sent with the \\Deleted STORE
+        can run first and leave the message there (seen in tests/test_engine_modes.py).
 
         Crash safety is that of the step-by-step writes: a flag intent is cleared and
         re-planned by the next pass (STORE is idempotent), a ``deleting`` row is

@@ -1,5 +1,9 @@
 """Scanning the changed folders of one mailbox over several source connections.
 
+Used with CONDSTORE (several round trips per folder); with QRESYNC the pass reads every
+changed folder in one pipelined round trip instead (store/qresync_batch.py) and only
+warms the copy phase's connections here (:meth:`SpareSources.warm`).
+
 Why: a delta pass reads each changed source folder in two round trips (EXAMINE with
 QRESYNC, then the new messages' sizes and headers), one folder after the other; with
 seventeen changed folders that was a fifth of the issue's benchmark delta. Scans are
@@ -29,14 +33,17 @@ R = TypeVar("R")
 
 
 class SpareSources:
-    """Source stores opened for the scan, handed out again by :meth:`open` (then new
-    ones are opened); :meth:`drain` gives back those nobody took."""
+    """Stores opened ahead of the copy phase (the scan's source connections, or
+    destination connections logged in while the source is scanned: :meth:`warm`),
+    handed out again by :meth:`open` (then new ones are opened); :meth:`drain` gives
+    back those nobody took."""
 
     def __init__(self, open_source: Callable[[], Store]) -> None:
         self._open = open_source
         self._spare: list[Store] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._drained = False
+        self._warming = 0  # logins started by warm() and not yet done
 
     def add(self, store: Store) -> None:
         """Keep ``store`` for the copy phase; after :meth:`drain` (the pass is over) it
@@ -44,11 +51,45 @@ class SpareSources:
         with self._lock:
             if not self._drained:
                 self._spare.append(store)
+                self._lock.notify()
                 return
         store.close()
 
-    def open(self) -> Store:
+    def warm(self, count: int) -> None:
+        """Log in ``count`` stores in threads, for :meth:`open` to hand out.
+
+        Why: the copy phase of a delta opened its extra destination connections when it
+        started, and waited for their logins (connect, greeting, LOGIN, ENABLE) with
+        the work in front of it; opened while the source is scanned, they are ready.
+        Only free slots are taken (``without_waiting``); a refusal here is not an error,
+        the copy phase's own attempt reports it."""
+        def login() -> None:
+            store = None
+            try:
+                with without_waiting():
+                    store = self._open()
+            except Exception:  # noqa: BLE001 - the copy phase's own open() reports it
+                pass
+            finally:
+                with self._lock:  # kept and counted done at once: open() never misses it
+                    self._warming -= 1
+                    if store is not None and not self._drained:
+                        self._spare.append(store)
+                        store = None
+                    self._lock.notify_all()
+            if store is not None:  # the pass is over
+                store.close()
+
         with self._lock:
+            self._warming += count
+        for i in range(count):
+            threading.Thread(target=login, name=f"warm-{i}", daemon=True).start()
+
+    def open(self) -> Store:
+        """A spare store, waiting for one being warmed; else a new one."""
+        with self._lock:
+            while not self._spare and self._warming and not self._drained:
+                self._lock.wait()
             if self._spare:
                 return self._spare.pop()
         return self._open()

@@ -34,6 +34,7 @@ from mxshift.store.fetch_parse import (IDENTITY_FIELDS, _META_ITEMS, _flags,  # 
                                        _metas, _s, parse_body_fetch, parse_fetch_fast)
 from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta, QuotaInfo, RawMessage
 from mxshift.store.imap_backpressure import BackPressure
+from mxshift.store.imap_pipelined import Pipelined
 from mxshift.store.spool import Spool, spool_message
 from mxshift.store.imap_session import (_BACKOFF_CODES, _LOST, _clean, _drop,  # noqa: F401
                                         _endpoint_error,
@@ -44,8 +45,9 @@ from mxshift.store.uidset import compress_uids, parse_uidplus
 T = TypeVar("T")
 
 
-class ImapStore(BackPressure):
-    """One authenticated IMAP connection, speaking the Store protocol."""
+class ImapStore(BackPressure, Pipelined):
+    """One authenticated IMAP connection, speaking the Store protocol (and the delta
+    pass's pipelined reads and writes: store/imap_pipelined.py)."""
 
     def __init__(self, client: IMAPClient, *, host: str,
                  disabled: frozenset[str] = frozenset(),
