@@ -35,7 +35,7 @@ from mxshift.store.fetch_parse import (IDENTITY_FIELDS, _META_ITEMS, _flags,  # 
 from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta, QuotaInfo, RawMessage
 from mxshift.store.imap_backpressure import BackPressure
 from mxshift.store.imap_pipelined import Pipelined
-from mxshift.store.spool import Spool, spool_message
+from mxshift.store.spool import Spool, spooling
 from mxshift.store.imap_session import (_BACKOFF_CODES, _LOST, _clean, _drop,  # noqa: F401
                                         _endpoint_error,
                                         _open_client, _quiet_close, _with_appendlimit,
@@ -334,23 +334,26 @@ class ImapStore(BackPressure, Pipelined):
                              internaldate=item[b"INTERNALDATE"])
 
     def fetch_spooled(self, uid: int) -> RawMessage | None:
-        """One large message through a temporary file, a chunk per partial FETCH
-        (store/spool.py); None when it is gone. Its ``raw`` is the :class:`Spool`."""
-        def part(offset: int, length: int, first: bool) -> tuple[bytes, tuple] | None:
-            items = [f"BODY.PEEK[]<{offset}.{length}>"] + (["FLAGS", "INTERNALDATE"]
-                                                           if first else [])
-            item = self._call(self._fetch, str(uid), items).get(uid)
-            if item is None or (first and b"INTERNALDATE" not in item):
-                return None
-            piece = item.get(f"BODY[]<{offset}>".encode()) or b""  # past the end: ""
-            self._rate(int(first), len(piece))  # type: ignore[arg-type]
-            return piece, (item.get(b"FLAGS", ()), item.get(b"INTERNALDATE"))  # type: ignore[return-value]
+        """One large message whose FETCH literal streams into a temporary file as it is
+        read (store/spool.py: :func:`~mxshift.store.spool.spooling`): one round trip, a
+        chunk in memory. None when it is gone. Its ``raw`` is the :class:`Spool`."""
+        def once() -> tuple[Spool, dict[bytes, object] | None]:
+            spool = Spool()  # a fresh one for every attempt (after a reconnect too)
+            try:
+                with spooling(self._c._imap, spool):
+                    item = self._fetch(str(uid), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+            except BaseException:
+                spool.close()
+                raise
+            return spool, item.get(uid)
 
-        got = spool_message(part)
-        if got is None:
+        spool, item = self._retry("FETCH", once)
+        if item is None or b"INTERNALDATE" not in item or b"BODY[]" not in item:
+            spool.close()
             return None
-        spool, (flags, date) = got  # type: ignore[misc]
-        return RawMessage(uid=uid, raw=spool, flags=_flags(flags), internaldate=date)
+        self._rate(1, len(spool))
+        return RawMessage(uid=uid, raw=spool, flags=_flags(item.get(b"FLAGS", ())),  # type: ignore[arg-type]
+                          internaldate=item[b"INTERNALDATE"])  # type: ignore[arg-type]
 
     def uids_from(self, first_uid: int) -> list[int]:
         found = self._call(self._c.search, ["UID", f"{max(first_uid, 1)}:*"])

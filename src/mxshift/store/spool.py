@@ -4,9 +4,10 @@ Why: the byte budget (``batch_bytes``, one for the whole process) bounds what is
 memory. A message larger than the budget used to be held whole, alone: a 10 MB message
 took the whole 8 MB budget, every other copier of the process waited for it, and peak RSS
 followed the largest message. A message above :data:`SPOOL_ABOVE` now travels in
-:data:`CHUNK`-sized pieces: fetched with partial FETCHes (``BODY.PEEK[]<offset.length>``,
-RFC 3501 6.4.5) into a :class:`Spool`, then sent to the destination's APPEND literal from
-the file, one piece at a time. It holds one piece of the budget, not its whole size.
+:data:`CHUNK`-sized pieces: its FETCH literal is written into a :class:`Spool` as it is
+read from the connection (:func:`spooling`; one round trip, as for a message in memory),
+then sent to the destination's APPEND literal from the file (sendfile on a plain socket).
+It holds one chunk of the budget, not its whole size.
 
 Why a file and not a pipe from source to destination: before an APPEND the journal
 records the message's fingerprint, size and SHA-256, and the line-end check decides
@@ -20,9 +21,11 @@ leaves nothing on disk, and the page cache, not the process, holds the bytes.
 from __future__ import annotations
 
 import hashlib
+import imaplib
 import socket
 import tempfile
-from typing import Callable, Iterator
+from contextlib import contextmanager
+from typing import BinaryIO, Iterator
 
 from mxshift.repair import LineEnds
 
@@ -50,6 +53,17 @@ class Spool:
         self._sha = hashlib.sha256()
         self._lines = LineEnds()
         self._head = b""  # the header block (or the first piece, if it has no end)
+
+    def copy_from(self, file: BinaryIO, size: int) -> None:
+        """``size`` bytes from ``file`` (a connection's literal), a chunk at a time."""
+        left = size
+        while left:
+            piece = file.read(min(CHUNK, left))
+            if not piece:
+                raise imaplib.IMAP4.abort(f"connection closed {left} bytes into a "
+                                          f"{size}-byte literal")
+            self.write(piece)
+            left -= len(piece)
 
     def write(self, piece: bytes) -> None:
         if not self._size:  # keep the header block only, not the whole first piece
@@ -110,31 +124,25 @@ class Spool:
             file.close()
 
 
-def spool_message(fetch_part: Callable[[int, int, bool], tuple[bytes, tuple | None] | None],
-                  chunk: int = CHUNK) -> tuple[Spool, tuple | None] | None:
-    """Read one message into a :class:`Spool` with partial fetches.
+@contextmanager
+def spooling(imap: imaplib.IMAP4, spool: Spool) -> Iterator[None]:
+    """While inside, the first FETCH literal of ``BODY[]`` that ``imap`` reads goes into
+    ``spool``, a chunk at a time, and imaplib gets an empty literal in its place.
 
-    ``fetch_part(offset, length, first)`` returns ``(piece, meta)`` - ``meta`` (the
-    message's flags and INTERNALDATE, asked for with the first piece only) - or None when
-    the message is gone. A piece shorter than ``length`` is the last one (the size the
-    scan saw is not trusted to end the loop). Returns ``(spool, meta)`` or None.
+    Why imaplib's ``read``: it reads a literal whole, with one ``read(size)`` call; an
+    instance attribute of that name is what ``_get_response`` calls for every literal.
+    Any other literal (one that is not our BODY[], or a second one) is read as usual.
     """
-    spool = Spool()
-    meta: tuple | None = None
-    offset = 0
+    def read(size: int) -> bytes:
+        line = imap.mo.string if imap.mo is not None else b""  # type: ignore[attr-defined]
+        if len(spool) or b"BODY[]" not in line:
+            return real(size)
+        spool.copy_from(imap.file, size)  # type: ignore[attr-defined]
+        return b""
+
+    real = imap.read
+    imap.read = read  # type: ignore[method-assign]
     try:
-        while True:
-            got = fetch_part(offset, chunk, offset == 0)
-            if got is None:
-                spool.close()
-                return None
-            piece, part_meta = got
-            if offset == 0:
-                meta = part_meta
-            spool.write(piece)
-            offset += len(piece)
-            if len(piece) < chunk:
-                return spool, meta
-    except BaseException:
-        spool.close()
-        raise
+        yield
+    finally:
+        del imap.read  # the class's own again
