@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 from typing import Callable, Iterator, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from mxshift.engine import gmail_labels, lease, pass_rows
 from mxshift.engine.copier import FolderCopier, LiveProgress, NewMessage
@@ -34,15 +33,12 @@ from mxshift.engine.parallel_scan import ParallelScan, SpareSources
 from mxshift.engine.limits import ByteBudget
 from mxshift.engine.serial_journal import SerialJournal
 from mxshift.engine.journal import Hooks, Journal
-from mxshift.engine.locate import locate
 from mxshift.engine.flag_plan import intent_text, store_commands
-from mxshift.engine.folder_listing import included_sources, listing_known
-from mxshift.engine.plan import (Candidate, FlagChange, deletion_blocked, plan_folder,
-                                 plan_moves)
+from mxshift.engine.plan import (FlagChange, deletion_blocked, plan_folder)
 from mxshift.engine.reconcile import reconcile
 from mxshift.engine.settings import PassSettings
 from mxshift.errors import FolderError, MailboxError, SyncError
-from mxshift.mapping import Namespace, RemoteFolder, map_folders
+from mxshift.mapping import Namespace, RemoteFolder
 from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair, Message, utcnow
 from mxshift.store.lazy import LazyStore
@@ -50,9 +46,11 @@ from mxshift.store.base import FolderChanges, FolderStatus, Store, store_notes
 from mxshift.engine.folder_scan import (FolderScan, delta_mode, new_message, qresync_flags,
                                         status_as_saved)
 from mxshift.engine.pass_result import NoProgress, PassResult, Progress
+from mxshift.engine.folder_step import FolderStep
+from mxshift.engine.move_step import MoveStep
 
 
-class MailboxPass:
+class MailboxPass(FolderStep, MoveStep):
     #: A part of a split pass (engine/folder_tasks.py) works on these folder pairs only
     #: and leaves the folder mapping to its plan pass; None: the whole mailbox.
     folders: frozenset[int] | None = None
@@ -284,123 +282,6 @@ class MailboxPass:
             with self.journal.tx("journal drop folder pair") as s:
                 s.execute(delete(FolderPair).where(FolderPair.id == pair.id))
 
-    # -- step 2: folders ------------------------------------------------------------
-    def _map_folders(self, src: Store, dst: Store, result: PassResult) -> dict[int, FolderPair]:
-        src_ns = src.namespace()
-        # The source's listing brings every folder's STATUS where it can (LIST-STATUS):
-        # the scan then asks STATUS only of folders the answer left out.
-        src_folders, self.source_status = src.list_folders_status()
-        self._pairs_known = False
-        quiet = self._nothing_to_do(src, src_folders, src_ns)
-        if quiet is not None:
-            return quiet  # the destination is not even logged in to
-        if self._pairs_known:
-            # The pairs are known: the destination is listed while the source is
-            # scanned, and mapped after the scan (engine/dest_listing.py).
-            self._deferred_map = (ListedInBackground(dst), src_folders, src_ns)
-            return self._load_pairs()
-        dst_ns, dst_folders = dst.namespace(), dst.list_folders()
-        return self._map_with(src, dst, src_folders, src_ns, dst_ns, dst_folders, result)
-
-    def _map_with(self, src: Store, dst: Store, src_folders: list[RemoteFolder],
-                  src_ns: Namespace, dst_ns: Namespace, dst_folders: list[RemoteFolder],
-                  result: PassResult) -> dict[int, FolderPair]:
-        """Step 2 proper: map the listed folders, create what the destination lacks,
-        record the folder pairs."""
-        mapping = map_folders(src_folders, src_ns, dst_folders, dst_ns, self.settings.rules)
-        existing = {f.name for f in dst_folders}
-        with self.db.session() as s:
-            known = {p.source_name: p for p in s.scalars(
-                select(FolderPair).where(FolderPair.mailbox_id == self.mailbox_id))}
-        listed = set()
-        for m in mapping.mappings:
-            if not m.source:  # a parent the source only implies: create it, nothing to copy
-                if m.destination not in existing:
-                    dst.create_folder(m.destination)
-                    self.hooks.checkpoint("create folder")
-                    existing.add(m.destination)
-                continue
-            listed.add(m.source)
-            pair = known.get(m.source)
-            dest_name = pair.destination_name if pair else m.destination
-            created = False
-            if dest_name not in existing and dest_name.upper() != "INBOX":
-                try:
-                    dst.create_folder(dest_name)
-                except FolderError as exc:
-                    self._refused_folder(src, m.source, dest_name, m.selectable, exc, result)
-                    continue
-                self.hooks.checkpoint("create folder")
-                existing.add(dest_name)
-                created = True
-            if pair is None:
-                with self.journal.tx("journal new folder pair") as s:
-                    s.add(FolderPair(mailbox_id=self.mailbox_id, source_name=m.source,
-                                     destination_name=dest_name, role=m.role,
-                                     selectable=m.selectable, display_name="/".join(m.logical),
-                                     present=True, created=created))
-                    for note in m.notes:
-                        s.add(Finding(mailbox_id=self.mailbox_id, pass_id=self.pass_id,
-                                      kind="folder_note", folder=m.source, reason=note))
-            elif not pair.present or pair.selectable != m.selectable:
-                with self.journal.tx("journal folder back") as s:
-                    s.execute(update(FolderPair).where(FolderPair.id == pair.id)
-                              .values(present=True, selectable=m.selectable))
-        gone = [p.id for name, p in known.items() if name not in listed and p.present]
-        if gone:
-            with self.journal.tx("journal folders gone") as s:
-                s.execute(update(FolderPair).where(FolderPair.id.in_(gone))
-                          .values(present=False))
-        for text in mapping.collisions:
-            result.notes.append(text)
-        return self._load_pairs()
-
-    def _nothing_to_do(self, src: Store, src_folders: list[RemoteFolder],
-                       src_ns: Namespace) -> dict[int, FolderPair] | None:
-        """The folder pairs, when the source lists exactly the folders they map and every
-        one's STATUS (from LIST-STATUS) is what the last complete pass saved: a no-change
-        pass, which then needs neither the destination's folder list nor its login.
-        None otherwise: the folders are mapped as always (see engine/folder_listing.py).
-        """
-        if not self.source_status or delta_mode(src.capabilities) == "full-scan":
-            return None
-        # Plain rows for the check (pass_rows.PairRow); ORM rows only for a pass that
-        # goes on to settle a folder (a pair gone from the source is scanned).
-        pairs = {p.id: p for p in pass_rows.folder_pairs(self.db, self.mailbox_id)
-                 if self.folders is None or p.id in self.folders}
-        if not pairs:
-            return None
-        included = included_sources(src_folders, src_ns, self.settings.rules)
-        if included is None or not listing_known(pairs.values(), src_folders, included):
-            return None
-        self._pairs_known = True  # the folder map needs no destination (dest_listing.py)
-        for pair in pairs.values():
-            if not (pair.present and pair.selectable):
-                continue
-            if not status_as_saved(cast(FolderPair, pair),
-                                   self.source_status.get(pair.source_name)):
-                return None
-        if any(p.selectable and not p.present for p in pairs.values()):
-            return self._load_pairs()
-        return cast(dict[int, FolderPair], pairs)
-
-    def _refused_folder(self, src: Store, source: str, dest_name: str, selectable: bool,
-                        exc: FolderError, result: PassResult) -> None:
-        """The destination will not have this name: say so, copy the rest, retry next pass."""
-        count = src.status(source).messages if selectable else 0
-        reason = (f"the destination refused to create {dest_name!r} ({exc}); the folder's "
-                  f"{count} message(s) were not copied. Add a [[folders.rename]] rule for it")
-        result.errors += 1
-        result.notes.append(f"{source}: {reason}")
-        self.journal.finding(Finding(mailbox_id=self.mailbox_id, pass_id=self.pass_id,
-                                     kind="folder_error", folder=source, reason=reason))
-
-    def _load_pairs(self) -> dict[int, FolderPair]:
-        with self.db.session() as s:
-            return {p.id: p for p in s.scalars(
-                select(FolderPair).where(FolderPair.mailbox_id == self.mailbox_id))
-                if self.folders is None or p.id in self.folders}
-
     # -- step 4: scan ---------------------------------------------------------------
     def _scan(self, src: Store, pair: FolderPair, read: FolderChanges | None = None
               ) -> FolderScan | None:
@@ -538,60 +419,6 @@ class MailboxPass:
                     .where(FolderPair.mailbox_id == self.mailbox_id).limit(1)).first() is None
             self._first = first
         return first
-
-    # -- step 5/6: moves ------------------------------------------------------------
-    def _plan_moves(self, scans: dict[int, FolderScan]) -> list[tuple[Candidate, Candidate]]:
-        vanished: list[Candidate] = []
-        for scan in scans.values():
-            if scan.vanished:
-                known = self.journal.known(scan.pair.id)
-                vanished += [Candidate(scan.pair.id, u, known[u].fingerprint)
-                             for u in scan.vanished]
-        if not vanished:
-            return []
-        new = [Candidate(s.pair.id, m.uid, m.fingerprint) for s in scans.values()
-               for m in s.new.values()]
-        return plan_moves(vanished, new)
-
-    def _execute_moves(self, dst: Store, scans: dict[int, FolderScan],
-                       moves: list[tuple[Candidate, Candidate]], pairs: dict[int, FolderPair],
-                       result: PassResult) -> None:
-        groups: dict[tuple[int, int], list[tuple[Candidate, Candidate]]] = defaultdict(list)
-        for old, new in moves:
-            groups[(old.pair_id, new.pair_id)].append((old, new))
-        for (a, b), items in sorted(groups.items()):
-            if a == b:
-                for old, new in items:
-                    scans[a].vanished.remove(old.source_uid)
-                    scans[b].new.pop(new.source_uid, None)
-                    self.journal.rekey(a, old.source_uid, new.source_uid)
-                continue
-            rows = self.journal.rows(a, [o.source_uid for o, _ in items])
-            # A copy whose destination UID we never learnt cannot be moved: it stays
-            # vanished (deleted) and the new message is copied.
-            todo = [(rows[o.source_uid], n) for o, n in items
-                    if rows[o.source_uid].destination_uid is not None]
-            for row, n in todo:
-                scans[a].vanished.remove(row.source_uid)
-                scans[b].new.pop(n.source_uid, None)
-            if not todo:
-                continue
-            target_name = pairs[b].destination_name
-            floor = dst.status(target_name).uidnext
-            dst.select(pairs[a].destination_name, readonly=False)
-            self.journal.record_moves([(row.id, b, n.source_uid, floor) for row, n in todo],
-                                      touches=(a, b))
-            uid_map = dst.move([r.destination_uid for r, _ in todo], target_name)  # type: ignore[misc]
-            self.hooks.checkpoint("move")
-            if uid_map is None:
-                dst.select(target_name, readonly=False)
-                found = locate(dst, floor, self.journal.mapped_dest_uids(b),
-                               [(r.id, r.fingerprint) for r, _ in todo])
-                uid_map = {r.destination_uid: found[r.id] for r, _ in todo if r.id in found}
-            self.journal.settle_moves([(row.id, b, n.source_uid,
-                                        uid_map.get(row.destination_uid))  # type: ignore[misc]
-                                       for row, n in todo], touches=(a, b))
-            result.moved += len(todo)
 
     # -- step 6: per folder ---------------------------------------------------------
     def _apply(self, src: Store, dst: Store, scan: FolderScan, result: PassResult) -> None:
