@@ -160,17 +160,21 @@ class CutOnce(TcpProxy):
     """Forwards both ways; the first connection is cut once its client has sent
     ``after`` bytes (in the middle of a spooled literal here). Later ones pass."""
 
-    def __init__(self, upstream: tuple[str, int], after: int) -> None:
+    def __init__(self, upstream: tuple[str, int], after: int, *,
+                 downstream: bool = False) -> None:
         super().__init__(upstream)
         self.after = after
+        self.downstream = downstream  # count what the server sends, not the client
         self.cut = threading.Event()
 
     def _connected(self, client: socket.socket, upstream: socket.socket) -> None:
         first = not self.cut.is_set() and not getattr(self, "_seen", False)
         self._seen = True
-        threading.Thread(target=self._pump, args=(upstream, client, None), daemon=True).start()
-        threading.Thread(target=self._pump, args=(client, upstream, self.after if first else None),
-                         daemon=True).start()
+        limit = self.after if first else None
+        threading.Thread(target=self._pump, daemon=True, args=(
+            upstream, client, limit if self.downstream else None)).start()
+        threading.Thread(target=self._pump, daemon=True, args=(
+            client, upstream, None if self.downstream else limit)).start()
 
     def _pump(self, a: socket.socket, b: socket.socket, limit: int | None) -> None:
         sent = 0
@@ -246,3 +250,30 @@ def test_the_store_spools_a_fetch_and_appends_from_the_spool_plain_and_tls(
         assert store.fetch_spooled(999) is None  # gone: nothing spooled
     finally:
         store.close()
+
+
+def test_a_source_connection_cut_inside_a_spooled_fetch_is_read_again_exact(
+        dovecot_src) -> None:
+    """The server's literal stops 1.5 MB into a 3 MB message: the store logs in again and
+    reads it again into a fresh spool (nothing of the first attempt is kept)."""
+    from mxshift.store.throttle import ThrottleSettings
+
+    user, password = dovecot_src.new_user("cut")
+    raw = _large(3, 3 * CHUNK + 11)
+    c = dovecot_src.connect(user, password)
+    c.append("INBOX", raw)
+    c.logout()
+    with CutOnce((dovecot_src.host, dovecot_src.port), 1_500_000, downstream=True) as proxy:
+        store = ImapStore.connect(host="127.0.0.1", port=proxy.port, security="none",
+                                  credentials=Credentials(user, password),
+                                  throttle_settings=ThrottleSettings())
+        try:
+            store.select("INBOX", readonly=True)
+            got = store.fetch_spooled(1)
+            assert proxy.cut.is_set()
+            assert got is not None and isinstance(got.raw, Spool)
+            assert len(got.raw) == len(raw) and got.raw.read_all() == raw
+            assert got.raw.sha256() == hashlib.sha256(raw).hexdigest()
+            got.raw.close()
+        finally:
+            store.close()

@@ -337,7 +337,7 @@ class ImapStore(BackPressure, Pipelined):
         """One large message whose FETCH literal streams into a temporary file as it is
         read (store/spool.py: :func:`~mxshift.store.spool.spooling`): one round trip, a
         chunk in memory. None when it is gone. Its ``raw`` is the :class:`Spool`."""
-        def once() -> tuple[Spool, dict[bytes, object] | None]:
+        def fetch() -> tuple[Spool, dict[bytes, object] | None]:
             spool = Spool()  # a fresh one for every attempt (after a reconnect too)
             try:
                 with spooling(self._c._imap, spool):
@@ -347,7 +347,7 @@ class ImapStore(BackPressure, Pipelined):
                 raise
             return spool, item.get(uid)
 
-        spool, item = self._retry("FETCH", once)
+        spool, item = self._call(fetch)  # retried as a read; errors graded as fetch_raw's
         if item is None or b"INTERNALDATE" not in item or b"BODY[]" not in item:
             spool.close()
             return None
