@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from email.header import decode_header, make_header
 
 _FIELDS = (b"message-id", b"date", b"from", b"subject")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -31,8 +32,6 @@ def header_block(raw: bytes) -> bytes:
     m = _HEADER_END.search(raw)
     return raw[: m.start()] if m else raw
 
-
-_header_block = header_block
 
 
 def identity_fields(header_block: bytes) -> dict[bytes, bytes]:
@@ -69,14 +68,23 @@ def fingerprint(header_block: bytes, size: int) -> Fingerprint:
 
 def fingerprint_bytes(raw: bytes) -> Fingerprint:
     """Fingerprint of a whole message we hold in memory; equals the server-side one."""
-    return fingerprint(_header_block(raw), len(raw))
+    return fingerprint(header_block(raw), len(raw))
 
 
 def fingerprint_head(head: bytes, size: int) -> Fingerprint:
     """Fingerprint of a message of ``size`` bytes from its first bytes (a spooled one):
     the same as :func:`fingerprint_bytes` of the whole when ``head`` holds its headers."""
-    return fingerprint(_header_block(head), size)
+    return fingerprint(header_block(head), size)
 
 
 def content_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
+
+
+def subject_of(headers: bytes) -> str:
+    """The decoded Subject from a header block, at most 200 characters (findings)."""
+    raw = identity_fields(headers).get(b"subject", b"")
+    try:
+        return str(make_header(decode_header(raw.decode("utf-8", "replace"))))[:200]
+    except Exception:
+        return raw.decode("utf-8", "replace")[:200]

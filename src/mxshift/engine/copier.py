@@ -30,7 +30,7 @@ from mxshift.errors import MessageError
 from mxshift.engine import malloc_tuning
 from mxshift.engine.prefetch import Prefetcher
 from mxshift.identity import (Fingerprint, content_hash, fingerprint, fingerprint_bytes,
-                               fingerprint_head, header_block)
+                               fingerprint_head, header_block, subject_of)
 from mxshift.providers import oversize_reason, profile
 from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair, Pass
@@ -134,7 +134,6 @@ class NewMessage:
 def subject_from(raw: bytes | Spool) -> str:
     """The Subject of a message from its bytes, for a finding about a message whose
     scan fetched its size only (a first copy: mailbox_pass._identify_new)."""
-    from mxshift.engine.folder_scan import subject_of  # folder_scan imports this module
     return subject_of(header_block(raw.head if isinstance(raw, Spool) else raw))
 
 
@@ -274,44 +273,38 @@ class FolderCopier:
         out: list[Fetched] = []
         for raw in self._fetch_raw(list(wanted), wanted):
             note = None
-            if isinstance(raw.raw, Spool):
-                spool = raw.raw
-                if not spool.needs_line_fix():
-                    known = wanted.get(raw.uid)
-                    fp = (Fingerprint(known.fingerprint, known.strong)
-                          if known is not None and known.fingerprint and known.size == len(spool)
-                          else fingerprint_head(spool.head, len(spool)))
-                    out.append(Fetched(raw, fp, spool.sha256(), None))
-                    continue
+            body = raw.raw
+            if isinstance(body, Spool) and body.needs_line_fix():
                 # A repair changes the literal's length: this rare one is mended in memory.
-                raw = RawMessage(raw.uid, spool.read_all(), raw.flags, raw.internaldate)
-                spool.close()
-            if needs_line_fix(raw.raw):  # IMAP carries CRLF only: say so, identify what lands
-                fixed, note = repair.line_ends(raw.raw)
-                raw = RawMessage(raw.uid, fixed, raw.flags, raw.internaldate)
+                raw = RawMessage(raw.uid, body.read_all(), raw.flags, raw.internaldate)
+                body.close()
+                body = raw.raw
+            if isinstance(body, bytes) and needs_line_fix(body):
+                # IMAP carries CRLF only: say so, identify what lands
+                body, note = repair.line_ends(body)  # type: ignore[misc]
+                raw = RawMessage(raw.uid, body, raw.flags, raw.internaldate)
             known = wanted.get(raw.uid)
             if note is None and known is not None and known.fingerprint \
-                    and known.size == len(raw.raw):
+                    and known.size == len(body):
                 # The scan's fingerprint (from the server's header fetch and size) is the
                 # one of these bytes: identity.fingerprint_bytes equals it by design.
                 fp = Fingerprint(known.fingerprint, known.strong)
+            elif isinstance(body, Spool):
+                fp = fingerprint_head(body.head, len(body))
             else:
-                fp = fingerprint_bytes(raw.raw)
-            out.append(Fetched(raw, fp, content_hash(raw.raw), note))
+                fp = fingerprint_bytes(body)
+            chash = body.sha256() if isinstance(body, Spool) else content_hash(body)
+            out.append(Fetched(raw, fp, chash, note))
         return out
 
     def _fetch_raw(self, uids: list[int], wanted: dict[int, NewMessage]) -> Iterator[RawMessage]:
         """The bytes of ``uids``: in memory, or spooled for a message above SPOOL_ABOVE
         (which travels alone, so a batch is one or the other)."""
-        large = [u for u in uids if wanted[u].size > SPOOL_ABOVE]
-        if large:
-            for uid in large:
-                spooled = self.src.fetch_spooled(uid)
-                if spooled is not None:
-                    yield spooled
-            uids = [u for u in uids if wanted[u].size <= SPOOL_ABOVE]
-        if uids:
-            yield from self.src.fetch_raw(uids)
+        for uid in [u for u in uids if wanted[u].size > SPOOL_ABOVE]:
+            spooled = self.src.fetch_spooled(uid)
+            if spooled is not None:  # None: expunged meanwhile
+                yield spooled
+        yield from self.src.fetch_raw([u for u in uids if wanted[u].size <= SPOOL_ABOVE])
 
     def _batch(self, plan: BatchPlan, fetched: list[Fetched],
                pool: dict[str, list[tuple[int, frozenset[str]]]] | None) -> None:

@@ -9,11 +9,10 @@ to the whole folder) are pure and tested on their own (tests/test_qresync.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.header import decode_header, make_header
 
 from mxshift.engine.copier import NewMessage
 from mxshift.engine.plan import Known
-from mxshift.identity import fingerprint, identity_fields
+from mxshift.identity import fingerprint, subject_of  # noqa: F401 - sweep.py imports it here
 from mxshift.state.models import FolderPair
 from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta
 
@@ -74,10 +73,3 @@ def new_message(meta: MessageMeta) -> NewMessage:
     return NewMessage(uid=meta.uid, size=meta.size, fingerprint=fp.value, strong=fp.strong,
                       subject=subject_of(meta.headers))
 
-
-def subject_of(headers: bytes) -> str:
-    raw = identity_fields(headers).get(b"subject", b"")
-    try:
-        return str(make_header(decode_header(raw.decode("utf-8", "replace"))))[:200]
-    except Exception:
-        return raw.decode("utf-8", "replace")[:200]

@@ -22,7 +22,7 @@ _FETCH_UID = re.compile(rb"[( ]UID (\d+)")
 _FETCH_FLAGS = re.compile(rb"[( ]FLAGS \(([^)]*)\)")
 _FETCH_DATE = re.compile(rb'[( ]INTERNALDATE "([^"]+)"')
 _FETCH_SIZE = re.compile(rb"[( ]RFC822\.SIZE (\d+)")
-_FETCH_LITERAL_KEY = re.compile(rb"[( ](BODY\[[^\]]*\](?:<\d+>)?) \{\d+\}$")  # <n>: partial
+_FETCH_LITERAL_KEY = re.compile(rb"[( ](BODY\[[^\]]*\]) \{\d+\}$")
 
 
 def parse_fetch_fast(data: list) -> dict[int, dict[bytes, object]] | None:
