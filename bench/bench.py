@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accounts import Account, change_source, clone, compare, empty, seeded, start_pair  # noqa: E402
-from measure import Run, dovecot_cpu, run_processes, run_sequential  # noqa: E402
+from measure import Run, dovecot_cpu, mail_dir, run_processes, run_sequential  # noqa: E402
 from peers import (available, interimap_commands, mbsync_commands, mxshift_pass_seconds,  # noqa: E402
                    mxshift_project)
 
@@ -41,6 +41,7 @@ class Row:
     mbytes: float
     rss_mb: float
     rss_note: str
+    cpu_tool: float
     cpu_src: float
     cpu_dst: float
     differences: list[str] = field(default_factory=list)
@@ -64,12 +65,12 @@ def account_size(acct: Account) -> tuple[int, int]:
 
 
 class Bench:
-    def __init__(self, work: Path, quick: bool, seed: int, tools: list[str],
+    def __init__(self, work: Path, mail: Path, quick: bool, seed: int, tools: list[str],
                  mx_options: str) -> None:
         self.work, self.quick, self.seed, self.tools = work, quick, seed, tools
         self.mx_options = mx_options
         self.rows: list[Row] = []
-        self.src, self.dst = start_pair(work / "servers")
+        self.src, self.dst = start_pair(mail)
         self.last_pass: dict[Path, int] = {}  # per project database
 
     # -- one measured step ------------------------------------------------------------
@@ -89,7 +90,7 @@ class Bench:
         for s, d in pairs:
             differences += [f"{s.user}->{d.user}: {x}" for x in compare(s, d)]
         row = Row(step, tool, run.wall, pass_s, messages, size / 1e6, run.peak_rss_kb / 1024,
-                  run.rss_note, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], differences, run.failed)
+                  run.rss_note, run.cpu, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], differences, run.failed)
         if per_mailbox:
             row.per_mailbox_ms = (pass_s if pass_s is not None else run.wall) * 1000 / len(pairs)
         self.rows.append(row)
@@ -171,7 +172,7 @@ def _kind(difference: str) -> str:
 
 
 COLUMNS = ("step", "tool", "wall s", "pass s", "msgs", "MB", "msg/s", "MB/s", "RSS MB",
-           "cpu src", "cpu dst", "check")
+           "cpu tool", "cpu src", "cpu dst", "check")
 
 
 def header() -> str:
@@ -191,7 +192,7 @@ def format_row(r: Row) -> str:
     rss = f"{r.rss_mb:.0f}" + (f" ({r.rss_note})" if r.rss_note else "")
     return ("| " + " | ".join([r.step, r.tool, f"{r.wall:.3f}", pass_s, str(r.messages),
                                f"{r.mbytes:.0f}" if r.mbytes else "", rate, mbs, rss,
-                               f"{r.cpu_src:.2f}", f"{r.cpu_dst:.2f}", check]) + " |")
+                               f"{r.cpu_tool:.2f}", f"{r.cpu_src:.2f}", f"{r.cpu_dst:.2f}", check]) + " |")
 
 
 def main() -> int:
@@ -202,6 +203,9 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--mxshift-options", default="",
                     help='extra [options] lines for mxshift.toml, e.g. "folder_parallelism = 2"')
+    ap.add_argument("--mail-on-disk", action="store_true",
+                    help="the Dovecots' mail in the temp directory, not on tmpfs "
+                         "(bench/measure.py mail_dir says why tmpfs is the default)")
     args = ap.parse_args()
     have = available()
     tools = [t for t in args.tools.split(",") if t]
@@ -213,17 +217,20 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="mxshift-bench-"))
     os.chmod(work, 0o755)
-    bench = Bench(work, args.quick, args.seed, tools,
+    mail = mail_dir(args.mail_on_disk)
+    print(f"Dovecots' mail in {mail}")
+    bench = Bench(work, mail, args.quick, args.seed, tools,
                   args.mxshift_options.replace("\\n", "\n") + "\n")
     try:
         bench.run()
     finally:
         stop_servers(bench.src, bench.dst)
         if args.keep:
-            print(f"work directory kept: {work}")
+            print(f"work directories kept: {work}, {mail}")
         else:
             import shutil
             shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(mail, ignore_errors=True)
     bad = [r for r in bench.rows if r.tool == "mxshift" and (r.differences or r.failed)]
     return 1 if bad else 0
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import dovecot_cpu  # noqa: E402
+from measure import dovecot_cpu, mail_dir  # noqa: E402
 
 from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
 from mxshift.testbed.corpus_load import load
@@ -94,12 +95,15 @@ def main() -> int:
     ap.add_argument("--fsync", action="store_true", help="Dovecot fsyncs (default: never)")
     ap.add_argument("--spy", type=Path, default=None,
                     help="record each sync with py-spy (raw stacks) into this folder")
+    ap.add_argument("--mail-on-disk", action="store_true",
+                    help="Dovecots' mail in the temp directory, not on tmpfs (measure.mail_dir)")
     args = ap.parse_args()
     variants = args.variant or [""]
     work = Path(tempfile.mkdtemp(prefix="mxshift-bench-"))
     cfg = DovecotConfig(fsync=args.fsync)
-    src = start_dovecot(work / "src", name="bench-src", config=cfg)
-    dst = start_dovecot(work / "dst", name="bench-dst", config=cfg)
+    mail = mail_dir(args.mail_on_disk)
+    src = start_dovecot(mail / "src", name="bench-src", config=cfg)
+    dst = start_dovecot(mail / "dst", name="bench-dst", config=cfg)
     try:
         sources = [src.new_user("s") for _ in range(args.mailboxes)]
         t0 = time.monotonic()
@@ -159,6 +163,8 @@ def main() -> int:
     finally:
         src.stop()
         dst.stop()
+        shutil.rmtree(mail, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
