@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accounts import change_source, clone, compare, empty, seeded, start_pair  # noqa: E402
+from measure import mail_dir  # noqa: E402
 from peers import mxshift_project  # noqa: E402
 
 from mxshift.engine.journal import Hooks  # noqa: E402
@@ -190,11 +191,14 @@ def main() -> int:
                     help="only step 5: a no-change pass over this many small mailboxes")
     ap.add_argument("--parallelism", type=int, default=4,
                     help="with --many: mailbox_parallelism (1 to profile the passes)")
+    ap.add_argument("--mail-on-disk", action="store_true",
+                    help="Dovecots' mail in the temp directory, not on tmpfs (measure.mail_dir)")
     args = ap.parse_args()
     imaplib.IMAP4.send = _counting_send  # type: ignore[method-assign]
     imaplib.IMAP4.readline = _counting_readline  # type: ignore[method-assign]
     work = Path(tempfile.mkdtemp(prefix="mxshift-delta-"))
-    src_server, dst_server = start_pair(work / "servers")
+    mail = mail_dir(args.mail_on_disk)
+    src_server, dst_server = start_pair(mail)
     try:
         if args.many:
             many_no_change(src_server, dst_server, work, args.many, args.seed, args.repeat,
@@ -236,6 +240,7 @@ def main() -> int:
     finally:
         stop_servers(src_server, dst_server)
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(mail, ignore_errors=True)
 
 
 if __name__ == "__main__":

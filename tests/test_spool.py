@@ -9,6 +9,8 @@ and after the destination's connection is cut in the middle of a spooled literal
 from __future__ import annotations
 
 import hashlib
+import imaplib
+import io
 import random
 import socket
 import threading
@@ -52,8 +54,39 @@ def test_line_ends_over_pieces_agree_with_the_whole_message() -> None:
             for piece in pieces:
                 lines.feed(piece)
             assert lines.needs_fix() == needs_line_fix(data), (data, pieces)
+            # through one reused buffer (Spool.copy_from): the stale bytes after each
+            # piece's end must not count
+            lines, buf = LineEnds(), bytearray(b"\n\r" * 16)
+            for piece in pieces:
+                buf[:len(piece)] = piece
+                lines.feed(buf, len(piece))
+            assert lines.needs_fix() == needs_line_fix(data), (data, pieces)
         seen[needs_line_fix(data)] += 1
     assert seen[True] > 100 and seen[False] > 100  # both answers were exercised
+
+
+def test_spools_read_through_the_reused_buffer_keep_their_own_bytes() -> None:
+    """Spool.copy_from reads every literal of a thread into one buffer: a long message
+    then a short one (the buffer still holds the long one's tail), each exact."""
+    dirty = b"Subject: one\r\n\r\n" + b"bare LFs\n" * 300_000  # 2.7 MB, needs a fix
+    clean = b"Subject: two\r\n\r\nfine\r\n"  # read over the dirty one's stale bytes
+    for raw, fix in ((dirty, True), (clean, False), (dirty[:1_048_576 + 3], True),
+                     (clean, False)):
+        spool = Spool()
+        try:
+            spool.copy_from(io.BytesIO(raw + b"NEXT RESPONSE\r\n"), len(raw))
+            assert len(spool) == len(raw) and spool.read_all() == raw
+            assert spool.sha256() == hashlib.sha256(raw).hexdigest()
+            assert spool.needs_line_fix() is fix
+            assert spool.head == raw[:raw.index(b"\r\n\r\n") + 4]
+        finally:
+            spool.close()
+    spool = Spool()
+    try:
+        with pytest.raises(imaplib.IMAP4.abort, match="connection closed"):
+            spool.copy_from(io.BytesIO(clean), len(clean) + 10)
+    finally:
+        spool.close()
 
 
 def test_a_spool_gives_back_its_bytes_hash_and_header_block() -> None:

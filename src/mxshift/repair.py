@@ -64,19 +64,22 @@ class LineEnds:
         self.bare_cr = False
         self._cr_at_end = False
 
-    def feed(self, piece: bytes) -> None:
-        if not piece:
+    def feed(self, piece: bytes | bytearray, end: int | None = None) -> None:
+        """Take ``piece[:end]`` (all of it by default): a reused buffer is read in place,
+        without slicing a copy of it."""
+        end = len(piece) if end is None else end
+        if not end:
             return
         if self._cr_at_end and piece[:1] != b"\n":
             self.bare_cr = True
-        self.lf += piece.count(b"\n")
-        self.cr += piece.count(b"\r")
+        self.lf += piece.count(b"\n", 0, end)
+        self.cr += piece.count(b"\r", 0, end)
         if not self.bare_cr:
-            m = _BARE_CR.search(piece)
+            m = _BARE_CR.search(piece, 0, end)
             # The first match at the very last byte may still be followed by an LF.
-            if m is not None and m.start() < len(piece) - 1:
+            if m is not None and m.start() < end - 1:
                 self.bare_cr = True
-        self._cr_at_end = piece[-1:] == b"\r"
+        self._cr_at_end = piece[end - 1:end] == b"\r"
 
     def needs_fix(self) -> bool:
         """True when the whole message has a bare LF or CR (call after the last piece)."""

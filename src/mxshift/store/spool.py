@@ -24,6 +24,7 @@ import hashlib
 import imaplib
 import socket
 import tempfile
+import threading
 from contextlib import contextmanager
 from typing import BinaryIO, Iterator
 
@@ -33,6 +34,18 @@ from mxshift.repair import LineEnds
 SPOOL_ABOVE = 1024 * 1024
 #: Bytes per partial FETCH and per write to the APPEND literal.
 CHUNK = 1024 * 1024
+
+_local = threading.local()
+
+
+def _buffer() -> bytearray:
+    """This thread's chunk buffer. It lives as long as the thread (a copier's prefetch
+    thread, one per folder copy) and is within the chunk the spool holds of the budget."""
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = bytearray(CHUNK)
+    return buf
+
 
 def held_bytes(size: int) -> int:
     """What a message of ``size`` bytes holds in memory while it is copied: all of it, or
@@ -55,24 +68,38 @@ class Spool:
         self._head = b""  # the header block (or the first piece, if it has no end)
 
     def copy_from(self, file: BinaryIO, size: int) -> None:
-        """``size`` bytes from ``file`` (a connection's literal), a chunk at a time."""
+        """``size`` bytes from ``file`` (a connection's literal), a chunk at a time, read
+        into the thread's reused buffer: a fresh chunk-sized ``bytes`` per read was a fresh
+        memory mapping each time (above malloc_tuning's mmap threshold), its pages faulted
+        in and unmapped again for every MiB copied."""
+        buf = _buffer()
+        view = memoryview(buf)
         left = size
-        while left:
-            piece = file.read(min(CHUNK, left))
-            if not piece:
-                raise imaplib.IMAP4.abort(f"connection closed {left} bytes into a "
-                                          f"{size}-byte literal")
-            self.write(piece)
-            left -= len(piece)
+        try:
+            while left:
+                got = file.readinto(view[:min(CHUNK, left)])  # type: ignore[attr-defined]
+                if not got:
+                    raise imaplib.IMAP4.abort(f"connection closed {left} bytes into a "
+                                              f"{size}-byte literal")
+                self._take(buf, view, got)
+                left -= got
+        finally:
+            view.release()
 
     def write(self, piece: bytes) -> None:
+        self._take(piece, memoryview(piece), len(piece))
+
+    def _take(self, buf: bytes | bytearray, view: memoryview, n: int) -> None:
+        """The first ``n`` bytes of ``buf`` (``view`` is a view of it) into the file, the
+        hash and the line-end check."""
         if not self._size:  # keep the header block only, not the whole first piece
-            end = piece.find(b"\r\n\r\n")
-            self._head = piece[:end + 4] if end >= 0 else piece
-        self._file.write(piece)
-        self._sha.update(piece)
-        self._lines.feed(piece)
-        self._size += len(piece)
+            first = bytes(view[:n])
+            end = first.find(b"\r\n\r\n")
+            self._head = first[:end + 4] if end >= 0 else first
+        self._file.write(view[:n])
+        self._sha.update(view[:n])
+        self._lines.feed(buf, n)
+        self._size += n
 
     def __len__(self) -> int:
         return self._size
