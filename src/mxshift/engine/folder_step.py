@@ -36,12 +36,21 @@ class FolderStep:
     hooks: Hooks
 
     def _map_folders(self, src: Store, dst: Store, result: PassResult) -> dict[int, FolderPair]:
+        rows = pass_rows.folder_pairs(self.db, self.mailbox_id)
+        if not rows:
+            # A first pass: its folders are created on the destination before the scan,
+            # so the destination logs in (store/lazy.py) while the source is listed, not
+            # after: on a hosted server a login is a TLS handshake and an authentication,
+            # hundreds of milliseconds per mailbox.
+            prefetch = getattr(dst, "prefetch", None)
+            if prefetch is not None:
+                prefetch()
         src_ns = src.namespace()
         # The source's listing brings every folder's STATUS where it can (LIST-STATUS):
         # the scan then asks STATUS only of folders the answer left out.
         src_folders, self.source_status = src.list_folders_status()
         self._pairs_known = False
-        quiet = self._nothing_to_do(src, src_folders, src_ns)
+        quiet = self._nothing_to_do(src, src_folders, src_ns, rows)
         if quiet is not None:
             return quiet  # the destination is not even logged in to
         if self._pairs_known:
@@ -105,8 +114,8 @@ class FolderStep:
             result.notes.append(text)
         return self._load_pairs()
 
-    def _nothing_to_do(self, src: Store, src_folders: list[RemoteFolder],
-                       src_ns: Namespace) -> dict[int, FolderPair] | None:
+    def _nothing_to_do(self, src: Store, src_folders: list[RemoteFolder], src_ns: Namespace,
+                       rows: list[pass_rows.PairRow]) -> dict[int, FolderPair] | None:
         """The folder pairs, when the source lists exactly the folders they map and every
         one's STATUS (from LIST-STATUS) is what the last complete pass saved: a no-change
         pass, which then needs neither the destination's folder list nor its login.
@@ -116,8 +125,7 @@ class FolderStep:
             return None
         # Plain rows for the check (pass_rows.PairRow); ORM rows only for a pass that
         # goes on to settle a folder (a pair gone from the source is scanned).
-        pairs = {p.id: p for p in pass_rows.folder_pairs(self.db, self.mailbox_id)
-                 if self.folders is None or p.id in self.folders}
+        pairs = {p.id: p for p in rows if self.folders is None or p.id in self.folders}
         if not pairs:
             return None
         included = included_sources(src_folders, src_ns, self.settings.rules)
