@@ -1,9 +1,11 @@
-"""A mailbox's first pass logs in to the destination while the source is being listed.
+"""A mailbox's first pass: the destination's login and folders cost no round trip each.
 
 Why it matters: a first pass creates the destination's folders before its scan, so it
 always needs the destination; on a hosted server each login is a TLS handshake and an
 authentication, hundreds of milliseconds per mailbox, which used to start only once the
-source's listing was read. A no-change pass still never logs in there.
+source's listing was read, and each CREATE was a round trip of its own. Now the login
+runs while the source is listed and the CREATEs go in one burst. A no-change pass still
+never logs in there.
 
 Real Dovecots; the source sits behind a proxy that holds back its answer to NAMESPACE
 (the first thing a pass asks after the login), so the order of the two logins does not
@@ -24,6 +26,7 @@ import pytest
 from harness import Bed, make_message
 from mxshift.engine.mailbox_pass import MailboxPass
 from mxshift.engine.settings import PassSettings
+from mxshift.mapping import MappingRules, RenameRule
 from mxshift.store.auth import Credentials
 from mxshift.store.imap import ImapStore
 from mxshift.testbed.tcp_proxy import TcpProxy, close_quietly
@@ -116,3 +119,39 @@ def test_the_first_pass_logs_in_to_the_destination_while_the_source_is_listed(
     assert (again.copied, again.adopted) == (0, 0)
     # A pass with nothing to do (the folders are known) does not log in there at all.
     assert [c for _t, p, c in sent if p == dst.port] == []
+
+
+def test_the_first_pass_creates_the_destination_folders_in_one_burst(
+        bed: Bed, sent: list[tuple[float, int, str]]) -> None:
+    """Every CREATE goes out before the first answer is read; a refused name in the middle
+    of the burst is reported, the folders after it are created, nothing is lost."""
+    names = ["Archive", "Archive/2023", "Old", "Projets/Été", "R&D", "Zeta"]
+    for i, name in enumerate(names):
+        bed.create(*name.split("/"))
+        bed.put(tuple(name.split("/")), [make_message(100 + i)])
+    reads: list[tuple[float, int]] = []
+    real_readline = imaplib.IMAP4.readline
+
+    def readline(self: imaplib.IMAP4) -> bytes:
+        reads.append((time.monotonic(), self.port))  # type: ignore[attr-defined]
+        return real_readline(self)
+
+    imaplib.IMAP4.readline = readline  # type: ignore[method-assign]
+    try:
+        # "~Old" is refused by Dovecot (no leading "~"): the third of the burst.
+        result = bed.run(rules=MappingRules(renames=(RenameRule("Old", "~Old"),)))
+    finally:
+        imaplib.IMAP4.readline = real_readline  # type: ignore[method-assign]
+    assert result.status == "partial", result
+    [finding] = bed.findings("folder_error")
+    assert "~Old" in finding.reason and "1 message(s) were not copied" in finding.reason
+    port = bed.dst_server.port
+    creates = [t for t, p, c in sent if p == port and c == "CREATE"]
+    assert len(creates) >= len(names)  # the parent "Projets" too, where it is implied
+    assert not [t for t, p in reads if p == port and creates[0] < t < creates[-1]]
+    for name in [n for n in names if n != "Old"]:
+        assert len(bed.uids(*name.split("/"), side="dst")) == 1, name
+    # The operator renames it; the next pass creates it and copies its message once.
+    again = bed.run(rules=MappingRules(renames=(RenameRule("Old", "Tilde Old"),)))
+    assert again.status == "ok" and again.copied == 1, again
+    assert len(bed.uids("Tilde Old", side="dst")) == 1

@@ -163,6 +163,7 @@ DEAD_CONNECTION_CALLS: dict[str, Callable[[ImapStore], object]] = {
     "uid_flags": lambda s: s.uid_flags(),
     "append": lambda s: s.append("INBOX", message("late"), (), WHEN),
     "create_folder": lambda s: s.create_folder("Late"),
+    "create_folders": lambda s: s.create_folders(["Late", "Later"]),
     "move": lambda s: s.move([1], "INBOX"),
 }
 

@@ -24,6 +24,7 @@ CALLS: dict[str, Callable[[ImapStore], object]] = {
     "uid_flags": lambda s: s.uid_flags(),
     "append": lambda s: s.append("INBOX", make_message(900), (), WHEN),
     "create_folder": lambda s: s.create_folder("Late"),
+    "create_folders": lambda s: s.create_folders(["Late", "Later"]),
     "add_flags": lambda s: s.add_flags([1], ["\\Seen"]),
 }
 
@@ -121,3 +122,27 @@ def test_a_folder_gone_while_reconnecting_is_a_folder_error_at_once(dovecot_src)
         assert store.status("INBOX").messages == 0   # the new connection works
     finally:
         store.close()
+
+
+def test_a_throttled_create_in_a_burst_waits_and_sends_the_burst_again(dovecot_src) -> None:
+    """Store.create_folders pipelines its CREATEs; the server throttles the second one:
+    the store waits as told and sends them all again (CREATE is idempotent), and every
+    folder exists once. A refused name is returned, not raised."""
+    user, pw = dovecot_src.new_user()
+    with ThrottleProxy((dovecot_src.host, dovecot_src.port)) as proxy:
+        proxy.add(Rule("CREATE", "no", skip=1))
+        store = ImapStore.connect(host="127.0.0.1", port=proxy.port, security="none",
+                                  credentials=Credentials(user, pw),
+                                  throttle_settings=ThrottleSettings())
+        try:
+            t0 = time.monotonic()
+            refused = store.create_folders(["One", "Two", "~Bad", "One/Three"])
+            waited = time.monotonic() - t0
+            names = {f.name for f in store.list_folders()}
+        finally:
+            store.close()
+    assert list(refused) == ["~Bad"] and "~Bad" in str(refused["~Bad"])
+    assert {"One", "Two", "One/Three"} <= names and "~Bad" not in names
+    assert waited >= 0.9  # the suggested backoff: 1000 ms
+    creates = [e for e in proxy.events if e.verb == "CREATE"]
+    assert [e.action for e in creates[:2]] == ["pass", "no"] and len(creates) == 8

@@ -17,7 +17,7 @@ from mxshift.engine.journal import Hooks, Journal
 from mxshift.engine.folder_listing import included_sources, listing_known
 from mxshift.engine.settings import PassSettings
 from mxshift.errors import FolderError
-from mxshift.mapping import Namespace, RemoteFolder, map_folders
+from mxshift.mapping import FolderMapping, Namespace, RemoteFolder, map_folders
 from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair
 from mxshift.store.base import Store
@@ -71,40 +71,54 @@ class FolderStep:
         with self.db.session() as s:
             known = {p.source_name: p for p in s.scalars(
                 select(FolderPair).where(FolderPair.mailbox_id == self.mailbox_id))}
-        listed = set()
+
+        def dest_name(m: FolderMapping) -> str:
+            pair = known.get(m.source) if m.source else None
+            return pair.destination_name if pair else m.destination
+
+        # What the destination lacks, in the mapping's order (parents first), created in
+        # one burst (Store.create_folders: one round trip, not one per folder).
+        wanted = list(dict.fromkeys(
+            dest_name(m) for m in mapping.mappings
+            if dest_name(m) not in existing and (not m.source or dest_name(m).upper() != "INBOX")))
+        refused = dst.create_folders(wanted) if wanted else {}
+        created_now = [name for name in wanted if name not in refused]
+        for _ in created_now:
+            self.hooks.checkpoint("create folder")
         for m in mapping.mappings:
-            if not m.source:  # a parent the source only implies: create it, nothing to copy
-                if m.destination not in existing:
-                    dst.create_folder(m.destination)
-                    self.hooks.checkpoint("create folder")
-                    existing.add(m.destination)
+            if not m.source and m.destination in refused:  # a parent only the source implies
+                raise refused[m.destination]
+        existing.update(created_now)
+        listed = set()
+        new_pairs: list[FolderPair | Finding] = []
+        for m in mapping.mappings:
+            if not m.source:  # a parent the source only implies: created, nothing to copy
                 continue
             listed.add(m.source)
             pair = known.get(m.source)
-            dest_name = pair.destination_name if pair else m.destination
-            created = False
-            if dest_name not in existing and dest_name.upper() != "INBOX":
-                try:
-                    dst.create_folder(dest_name)
-                except FolderError as exc:
-                    self._refused_folder(src, m.source, dest_name, m.selectable, exc, result)
-                    continue
-                self.hooks.checkpoint("create folder")
-                existing.add(dest_name)
-                created = True
+            name = dest_name(m)
+            if name in refused:
+                self._refused_folder(src, m.source, name, m.selectable, refused[name], result)
+                continue
             if pair is None:
-                with self.journal.tx("journal new folder pair") as s:
-                    s.add(FolderPair(mailbox_id=self.mailbox_id, source_name=m.source,
-                                     destination_name=dest_name, role=m.role,
-                                     selectable=m.selectable, display_name="/".join(m.logical),
-                                     present=True, created=created))
-                    for note in m.notes:
-                        s.add(Finding(mailbox_id=self.mailbox_id, pass_id=self.pass_id,
-                                      kind="folder_note", folder=m.source, reason=note))
+                new_pairs.append(FolderPair(
+                    mailbox_id=self.mailbox_id, source_name=m.source, destination_name=name,
+                    role=m.role, selectable=m.selectable, display_name="/".join(m.logical),
+                    present=True, created=name in created_now))
+                new_pairs.extend(Finding(mailbox_id=self.mailbox_id, pass_id=self.pass_id,
+                                         kind="folder_note", folder=m.source, reason=note)
+                                 for note in m.notes)
             elif not pair.present or pair.selectable != m.selectable:
                 with self.journal.tx("journal folder back") as s:
                     s.execute(update(FolderPair).where(FolderPair.id == pair.id)
                               .values(present=True, selectable=m.selectable))
+        if new_pairs:
+            # One transaction for every new pair (a first pass: one per folder was a
+            # commit each). A crash after the CREATEs and before it leaves folders the
+            # next pass finds there and maps again, recorded as not created by mxshift:
+            # the safe side (such a folder is never removed, see _drop_gone_folders).
+            with self.journal.tx("journal new folder pairs") as s:
+                s.add_all(new_pairs)
         gone = [p.id for name, p in known.items() if name not in listed and p.present]
         if gone:
             with self.journal.tx("journal folders gone") as s:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Protocol
 from mxshift.mapping import Namespace, RemoteFolder
 
 if TYPE_CHECKING:
+    from mxshift.errors import FolderError
     from mxshift.store.spool import Spool
 
 
@@ -106,6 +107,11 @@ class Store(Protocol):
 
     def create_folder(self, name: str) -> None:
         """Create ``name`` (raw wire name); succeeds if it already exists."""
+        ...
+
+    def create_folders(self, names: list[str]) -> dict[str, FolderError]:
+        """:meth:`create_folder` for several names at once (one round trip where the
+        protocol allows); the names refused, each with its error, the others exist."""
         ...
 
     def delete_folder(self, name: str) -> None:

@@ -167,6 +167,29 @@ class ImapStore(BackPressure, Pipelined):
             raise FolderError(f"cannot create folder {name!r}: {_clean(str(exc))}",
                               retry=Retry.FINAL) from None
 
+    def create_folders(self, names: list[str]) -> dict[str, FolderError]:
+        """:meth:`create_folder` for each name in one pipelined burst
+        (imap_wire.pipeline_creates); the refused ones, each with its FolderError.
+        Back-pressure in any answer waits and sends the whole burst again (idempotent)."""
+        if not names:
+            return {}
+
+        def once() -> list[str | None]:  # the client looked up each time (reconnects)
+            answers = imap_wire.pipeline_creates(self._c._imap, names)
+            for text in answers:
+                if text is not None and throttle.classify(_clean(text), command="CREATE"):
+                    raise IMAPClientError(text)  # _retry backs off and sends them again
+            return answers
+
+        try:
+            answers = self._retry("CREATE", once)
+        except IMAPClientError as exc:
+            self._raise_if_back_pressure(exc, "CREATE")
+            raise FolderError(f"CREATE: {_clean(str(exc))}") from None
+        return {name: FolderError(f"cannot create folder {name!r}: {_clean(text)}",
+                                  retry=Retry.FINAL)
+                for name, text in zip(names, answers) if text is not None}
+
     def delete_folder(self, name: str) -> None:
         if self._selected == name:
             self._call(self._c.unselect_folder)

@@ -1,4 +1,4 @@
-"""The two commands ImapStore writes to the socket itself instead of through imaplib.
+"""The commands ImapStore writes to the socket itself instead of through imaplib.
 
 Why: these are the hot writes of a pass. imaplib's ``append`` runs a CRLF regex over every
 message (a tenth of a full copy's CPU) and imapclient's multi-literal path copies each
@@ -109,3 +109,32 @@ def pipeline_stores(imap: imaplib.IMAP4, todo: list[tuple[bool, str, str]]) -> N
                                .decode("utf-8", "replace"))
         if refused:
             raise IMAPClientError(refused[0])
+
+
+def pipeline_creates(imap: imaplib.IMAP4, names: list[str]) -> list[str | None]:
+    """``CREATE name`` for each of ``names`` (raw wire names), at most ``PIPELINE_DEPTH``
+    in flight; per name None (created, or there already) or the server's refusal text.
+
+    Why: a first pass creates every folder of the mailbox before its scan; one at a time
+    that is a round trip per folder (tens of folders, a few seconds per mailbox at a
+    hosted server's distance). The CREATEs are independent (a server creates missing
+    parents itself, RFC 3501 6.3.3, and they go in the mapping's order, parents first).
+    A lost connection (``imap.abort``) propagates for the caller's retry: CREATE is
+    idempotent, so the whole list is sent again.
+    """
+    out: list[str | None] = []
+    for i in range(0, len(names), PIPELINE_DEPTH):
+        tags = [imap._command("CREATE", _quote(name))  # type: ignore[attr-defined]
+                for name in names[i:i + PIPELINE_DEPTH]]
+        for tag in tags:  # read every answer, even after a refusal: stay in step
+            try:
+                typ, data = imap._command_complete("CREATE", tag)  # type: ignore[attr-defined]
+            except imap.abort:
+                raise
+            except imap.error as exc:  # BAD
+                out.append(str(exc))
+                continue
+            text = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+            already = "ALREADYEXISTS" in text.upper() or "exists" in text.lower()
+            out.append(None if typ == "OK" or already else text)
+    return out
