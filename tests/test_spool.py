@@ -65,13 +65,18 @@ def test_line_ends_over_pieces_agree_with_the_whole_message() -> None:
     assert seen[True] > 100 and seen[False] > 100  # both answers were exercised
 
 
-def test_spools_read_through_the_reused_buffer_keep_their_own_bytes() -> None:
-    """Spool.copy_from reads every literal of a thread into one buffer: a long message
-    then a short one (the buffer still holds the long one's tail), each exact."""
+def test_a_spooled_message_read_through_its_reused_buffer_keeps_its_own_bytes() -> None:
+    """Spool.copy_from reads every chunk of a message into one buffer: a last chunk
+    shorter than the buffer leaves the previous chunk's tail in it, which must not count
+    (here it would start with the LF of a CRLF whose CR was overwritten: a bare LF)."""
+    head = b"X: y\r\n\r\n"  # its CRLF sits at offsets 4-5 of the first chunk
+    body_len = CHUNK + 5 - len(head)  # the last chunk: 5 bytes, the stale tail from 5 on
+    lines, rest = divmod(body_len, 72)
+    body = (b"a" * 70 + b"\r\n") * (lines - 1) + b"b" * (70 + rest) + b"\r\n"
+    clean = head + body
     dirty = b"Subject: one\r\n\r\n" + b"bare LFs\n" * 300_000  # 2.7 MB, needs a fix
-    clean = b"Subject: two\r\n\r\nfine\r\n"  # read over the dirty one's stale bytes
-    for raw, fix in ((dirty, True), (clean, False), (dirty[:1_048_576 + 3], True),
-                     (clean, False)):
+    assert len(clean) == CHUNK + 5 and not needs_line_fix(clean)
+    for raw, fix in ((clean, False), (dirty, True), (dirty[:CHUNK + 3], True)):
         spool = Spool()
         try:
             spool.copy_from(io.BytesIO(raw + b"NEXT RESPONSE\r\n"), len(raw))
@@ -84,7 +89,7 @@ def test_spools_read_through_the_reused_buffer_keep_their_own_bytes() -> None:
     spool = Spool()
     try:
         with pytest.raises(imaplib.IMAP4.abort, match="connection closed"):
-            spool.copy_from(io.BytesIO(clean), len(clean) + 10)
+            spool.copy_from(io.BytesIO(clean[:100]), len(clean))
     finally:
         spool.close()
 
