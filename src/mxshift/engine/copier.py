@@ -15,6 +15,8 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from collections.abc import Collection
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from sqlalchemy import update
@@ -25,7 +27,7 @@ from mxshift.engine.journal import Pending
 from mxshift.engine.limits import ByteBudget
 from mxshift.engine.serial_journal import writing
 from mxshift.engine.locate import locate
-from mxshift.engine.plan import batches, copyable_flags
+from mxshift.engine.plan import copyable_flags
 from mxshift.errors import MessageError
 from mxshift.engine import malloc_tuning
 from mxshift.engine.prefetch import Prefetcher
@@ -88,13 +90,35 @@ class LiveProgress:
             s.execute(update(Pass).where(Pass.id == self.pass_id).values(**values))
 
 
-def copy_batches(messages: list[NewMessage], max_count: int,
+def copy_batches(messages: Collection[NewMessage], max_count: int,
                  max_bytes: int) -> list[list[int]]:
-    """Batches bounded by count and bytes; a message too large for one MULTIAPPEND goes
-    alone, so at most one large message and never a batch with it is held in memory."""
-    small = [(m.uid, m.size) for m in messages if m.size <= MULTIAPPEND_MAX]
-    large = [[m.uid] for m in messages if m.size > MULTIAPPEND_MAX]
-    return batches(small, max_count, max_bytes) + large
+    """The UIDs of :func:`iter_batches`'s batches."""
+    return [[m.uid for m in batch] for batch in iter_batches(messages, max_count, max_bytes)]
+
+
+def iter_batches(messages: Collection[NewMessage], max_count: int,
+                 max_bytes: int) -> Iterator[list[NewMessage]]:
+    """Batches bounded by count and bytes (as plan.batches), the small messages' first;
+    a message too large for one MULTIAPPEND goes alone, so at most one large message and
+    never a batch with it is held in memory.
+
+    Made as the copy goes (``messages`` is read twice: small, then large): the copy of a
+    large folder holds a batch of them, not a list of every batch (issue #3)."""
+    cur: list[NewMessage] = []
+    cur_bytes = 0
+    for m in messages:
+        if m.size > MULTIAPPEND_MAX:
+            continue
+        if cur and (len(cur) >= max_count or cur_bytes + m.size > max_bytes):
+            yield cur
+            cur, cur_bytes = [], 0
+        cur.append(m)
+        cur_bytes += m.size
+    if cur:
+        yield cur
+    for m in messages:
+        if m.size > MULTIAPPEND_MAX:
+            yield [m]
 
 
 @dataclass
@@ -170,18 +194,18 @@ class FolderCopier:
         self.cancel = cancel
         self.budget = budget or self.settings.budget or ByteBudget(self.settings.batch_bytes)
 
-    def copy(self, messages: list[NewMessage], *, adopt: bool) -> None:
-        """Copy ``messages`` in batches, fetching the next batch while one is appended
-        (see :mod:`mxshift.engine.prefetch`); journal writes stay in this thread, in
-        batch order."""
+    def copy(self, messages: Collection[NewMessage], *, adopt: bool) -> None:
+        """Copy ``messages`` (in UID order; read more than once) in batches, fetching
+        the next batch while one is appended (see :mod:`mxshift.engine.prefetch`);
+        journal writes stay in this thread, in batch order."""
         malloc_tuning.tune()
         pool = self._adoption_pool() if adopt and self.dest_messages else None
         messages = self._identified(messages, pool is not None)
-        by_uid = {m.uid: m for m in messages}
-        groups = copy_batches(messages, self.settings.batch_messages, self.batch_bytes)
-        plans = (self._plan([by_uid[u] for u in batch], pool) for batch in groups)
+        groups = iter_batches(messages, self.settings.batch_messages, self.batch_bytes)
+        head = list(islice(groups, 2))  # a second batch: worth a prefetch thread
+        plans = (self._plan(batch, pool) for batch in chain(head, groups))
         prefetch: Prefetcher[list[NewMessage], list[Fetched]] = Prefetcher(
-            self._fetch, self.budget, background=len(groups) > 1,
+            self._fetch, self.budget, background=len(head) > 1,
             name=f"prefetch-{self.pair.id}",
             on_fetched=getattr(self.hooks, "prefetched", None))
         try:
@@ -208,7 +232,8 @@ class FolderCopier:
                 f"the destination does not accept the keyword {keyword!r} (PERMANENTFLAGS); "
                 f"it was not set on {count} message(s)"))
 
-    def _identified(self, messages: list[NewMessage], adopting: bool) -> list[NewMessage]:
+    def _identified(self, messages: Collection[NewMessage],
+                    adopting: bool) -> Collection[NewMessage]:
         """Fingerprint and subject, from the source's header fetch, of the messages a
         first copy's scan only sized (mailbox_pass._identify_new) that need them before
         their bytes are read: all of them when adopting (matched by fingerprint), else

@@ -8,6 +8,9 @@ to the whole folder) are pure and tested on their own (tests/test_qresync.py).
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping, MutableMapping, ValuesView
 from dataclasses import dataclass
 
 from mxshift.engine.copier import NewMessage
@@ -20,8 +23,8 @@ from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta
 @dataclass
 class FolderScan:
     pair: FolderPair
-    source_flags: dict[int, frozenset[str]]
-    new: dict[int, NewMessage]
+    source_flags: Mapping[int, frozenset[str]]  # a dict, or a first copy's FlagMap
+    new: MutableMapping[int, NewMessage]        # a dict, or a first copy's SizedNew
     vanished: list[int]
     uidvalidity: int
     uidnext: int
@@ -29,6 +32,90 @@ class FolderScan:
     mode: str = "full-scan"   # qresync | condstore | full-scan: how the source was read
     complete: bool = True     # False when something was held back (e.g. mass deletion)
     identified: bool = False  # the new messages' sizes and fingerprints were read
+
+
+class SizedNew(MutableMapping[int, NewMessage]):
+    """A first copy's new messages of one folder: UID and size only, 12 bytes a message.
+
+    Why: a first copy knows nothing else of them until their bytes are read (see
+    ``MailboxPass._identify_new``), and a pass holds every folder's new messages from
+    the scan to the folder's copy: as a dict of :class:`NewMessage` that was ~150 bytes a
+    message, so the pass's peak memory grew with the mailbox (issue #3). Reads make a
+    :class:`NewMessage` on the fly; iteration and :meth:`values` are in UID order, so
+    the copier takes ``values()`` as it is. A message set with more than a size (a
+    fingerprint: adoption, Gmail labels) is kept aside in a dict.
+    """
+
+    _GONE = (1 << 64) - 1
+
+    def __init__(self, uids: array, sizes: array) -> None:
+        self._uids, self._sizes = uids, sizes  # uids ascending and unique
+        self._live = len(uids)
+        self._other: dict[int, NewMessage] = {}
+
+    def _slot(self, uid: object) -> int:
+        if not isinstance(uid, int) or not 0 <= uid < 1 << 32:
+            return -1
+        i = bisect_left(self._uids, uid)
+        return i if i < len(self._uids) and self._uids[i] == uid else -1
+
+    def __getitem__(self, uid: int) -> NewMessage:
+        found = self._other.get(uid)
+        if found is not None:
+            return found
+        i = self._slot(uid)
+        if i < 0 or self._sizes[i] == self._GONE:
+            raise KeyError(uid)
+        return NewMessage(uid=uid, size=self._sizes[i])
+
+    def __setitem__(self, uid: int, message: NewMessage) -> None:
+        i = self._slot(uid)
+        plain = not message.fingerprint and not message.subject and message.strong
+        if i >= 0 and plain:
+            self._other.pop(uid, None)
+            if self._sizes[i] == self._GONE:
+                self._live += 1
+            self._sizes[i] = message.size
+            return
+        if i >= 0 and self._sizes[i] != self._GONE:
+            self._sizes[i] = self._GONE
+            self._live -= 1
+        self._other[uid] = message
+
+    def __delitem__(self, uid: int) -> None:
+        if self._other.pop(uid, None) is not None:
+            return
+        i = self._slot(uid)
+        if i < 0 or self._sizes[i] == self._GONE:
+            raise KeyError(uid)
+        self._sizes[i] = self._GONE
+        self._live -= 1
+
+    def __len__(self) -> int:
+        return self._live + len(self._other)
+
+    def __iter__(self) -> Iterator[int]:
+        return (m.uid for m in self._ordered())
+
+    def values(self) -> ValuesView[NewMessage]:
+        return _SizedValues(self)
+
+    def _ordered(self) -> Iterator[NewMessage]:
+        gone = self._GONE
+        live = (NewMessage(uid=u, size=z) for u, z in zip(self._uids, self._sizes)
+                if z != gone)
+        if not self._other:
+            return live
+        return iter(sorted([*live, *self._other.values()], key=lambda m: m.uid))
+
+
+class _SizedValues(ValuesView[NewMessage]):
+    """values() in UID order without a binary search per message."""
+
+    _mapping: SizedNew
+
+    def __iter__(self) -> Iterator[NewMessage]:
+        return self._mapping._ordered()
 
 
 def status_as_saved(pair: FolderPair, st: FolderStatus | None) -> bool:

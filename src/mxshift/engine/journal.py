@@ -127,9 +127,13 @@ class Journal:
         finally:  # committed or not: cached rows may be stale now
             if touches is None:
                 self._generation = next(self._writes)
+                self._known.clear()  # stale: never read again, so not held either
             else:
                 for pair_id in touches:
                     self._pair_writes[pair_id] = next(self._writes)
+                    # Stale rows are freed now, not held to the pass's end: a first copy
+                    # would keep every folder's rows (~280 bytes a message) until then.
+                    self._known.pop(pair_id, None)
         self.hooks.checkpoint(label)
 
     def _check_fence(self, s: Session) -> None:
@@ -161,6 +165,24 @@ class Journal:
             out[uid] = Known(uid, dest, flags, fp, state)
         self._known[pair_id] = (generation, out)
         return dict(out)
+
+    def known_between(self, pair_id: int, first: int, last: int) -> dict[int, Known]:
+        """:meth:`known` of the source UIDs ``first`` to ``last`` only, not cached.
+
+        Why: a folder's flag plan after its first copy compares every row with the scan;
+        read a slice at a time, it holds a slice's rows, not the whole folder's at once
+        (engine/mailbox_pass.py ``_flag_changes``)."""
+        with self.db.reading() as conn:
+            rows = fetch_all(conn, _KNOWN_BETWEEN, {"b_pair": pair_id, "b_first": first,
+                                                    "b_last": last})
+        sets: dict[str | None, frozenset[str]] = {}
+        out = {}
+        for uid, dest, text, fp, state in rows:
+            flags = sets.get(text)
+            if flags is None:
+                flags = sets[text] = flags_set(text)
+            out[uid] = Known(uid, dest, flags, fp, state)
+        return out
 
     def mapped_dest_uids(self, pair_id: int) -> set[int]:
         with self.read() as s:
@@ -388,6 +410,8 @@ _ANY_PASSING = select(_M.c.id).select_from(
 _BY_ROW = (_M.c.folder_pair_id == bindparam("b_pair")) & (_M.c.source_uid == bindparam("b_uid"))
 _KNOWN = select(_M.c.source_uid, _M.c.destination_uid, _M.c.flags, _M.c.fingerprint,
                 _M.c.state).where(_M.c.folder_pair_id == bindparam("b_pair"))
+_KNOWN_BETWEEN = _KNOWN.where(_M.c.source_uid.between(bindparam("b_first"),
+                                                      bindparam("b_last")))
 _INTENT = update(_M).where(_BY_ROW).values(pending_flags=bindparam("b_text"),
                                             updated_at=bindparam("b_now"))
 _DELETING = update(_M).where(_BY_ROW).values(state="deleting", updated_at=bindparam("b_now"))

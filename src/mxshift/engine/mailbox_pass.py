@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
+from itertools import islice
 from typing import Callable, Iterator, cast
 
 from sqlalchemy import delete, select
@@ -43,11 +45,16 @@ from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair, Message, utcnow
 from mxshift.store.lazy import LazyStore
 from mxshift.store.base import FolderChanges, FolderStatus, Store, store_notes
-from mxshift.engine.folder_scan import (FolderScan, delta_mode, new_message, qresync_flags,
-                                        status_as_saved)
+from mxshift.engine.folder_scan import (FolderScan, SizedNew, delta_mode, new_message,
+                                        qresync_flags, status_as_saved)
+from mxshift.store.flag_map import NO_SIZE, FlagMap
 from mxshift.engine.pass_result import NoProgress, PassResult, Progress
 from mxshift.engine.folder_step import FolderStep
 from mxshift.engine.move_step import MoveStep
+
+
+#: Source UIDs per journal read of the flag plan after a folder's copy (_flag_changes).
+FLAG_SLICE = 2000
 
 
 class MailboxPass(FolderStep, MoveStep):
@@ -338,6 +345,8 @@ class MailboxPass(FolderStep, MoveStep):
             flags = {u: changed[u] if u in changed else
                      (known[u].flags if u in known else frozenset()) for u in src.all_uids()}
         if flags is None:
+            if not known and self._first_copy() and hasattr(src, "flags_and_sizes"):
+                return self._first_scan(src, pair, st)
             flags, mode = src.uid_flags(), "full-scan"
         delta = plan_folder(flags, known)
         if delta.forget:
@@ -349,6 +358,25 @@ class MailboxPass(FolderStep, MoveStep):
                           st.highestmodseq, mode)
         # Identified now, while the folder is selected: no second SELECT for it.
         self._identify_new(src, {pair.id: scan}, selected=True)
+        return scan
+
+    def _first_scan(self, src: Store, pair: FolderPair, st: FolderStatus) -> FolderScan:
+        """:meth:`_scan`'s full scan on a first copy (nothing journalled: every message
+        is new, none vanished) with what :meth:`_identify_new` would add: flags and
+        sizes in one FETCH per slice of the folder, kept as arrays (FlagMap, SizedNew).
+
+        Why: the pass holds every folder's scan until the folder is copied, and the
+        scan's answer was held at once; both made the peak memory of a first copy grow
+        with the mailbox (issue #3: 82 MB at 20,000 messages against 75 at 5,000)."""
+        flags, sizes = src.flags_and_sizes(st.messages, st.uidnext)  # type: ignore[attr-defined]
+        uids = flags.uids
+        if NO_SIZE in sizes:  # flags without a size: expunged meanwhile, not copied
+            kept = [i for i, z in enumerate(sizes) if z != NO_SIZE]
+            uids = array("I", (uids[i] for i in kept))
+            sizes = array("Q", (sizes[i] for i in kept))
+        scan = FolderScan(pair, flags, SizedNew(uids, sizes), [], st.uidvalidity, st.uidnext,
+                          st.highestmodseq, "full-scan")
+        scan.identified = True
         return scan
 
     def _scan_read(self, pair: FolderPair, changes: FolderChanges) -> FolderScan | None:
@@ -383,10 +411,9 @@ class MailboxPass(FolderStep, MoveStep):
         copy and held ~600 bytes per message for the whole pass. The copier fingerprints
         each message from its bytes, and identifies beforehand the few it must (a
         destination folder that holds mail already, a message too large to copy)."""
-        lean = self._first_copy()
-        for scan in scans.values():
-            if not scan.new or scan.identified:
-                continue
+        todo = [scan for scan in scans.values() if scan.new and not scan.identified]
+        lean = bool(todo) and self._first_copy()  # a query: not for a pass with no new mail
+        for scan in todo:
             uids = sorted(u for u, m in scan.new.items() if not m.fingerprint)
             if uids and not selected:
                 src.select(scan.pair.source_name, readonly=True)
@@ -448,7 +475,9 @@ class MailboxPass(FolderStep, MoveStep):
                 src.select(pair.source_name, readonly=True)
             # Until a folder's first pass completes, the destination may hold copies we
             # do not map yet (a previous tool, lost state, an interrupted adoption).
-            copier.copy(sorted(scan.new.values(), key=lambda m: m.uid),
+            # SizedNew's values() come in UID order, made one at a time as copied
+            copier.copy(scan.new.values() if isinstance(scan.new, SizedNew)
+                        else sorted(scan.new.values(), key=lambda m: m.uid),
                         adopt=pair.last_synced_at is None or not known)
         changes, want = self._flag_changes(pair, scan, st.permanent_flags)
         deleting: dict[int, Message] = {}
@@ -476,10 +505,24 @@ class MailboxPass(FolderStep, MoveStep):
         """The folder's flag changes, and the flags each changed row will have."""
         if not pair.present:
             return [], {}
-        known = self.journal.known(pair.id)
-        changes = plan_folder(scan.source_flags, known, permanent).flag_changes
-        return changes, {c.source_uid: (known[c.source_uid].flags | c.add) - c.remove
-                         for c in changes}
+        source = scan.source_flags
+        if not scan.new or len(source) <= FLAG_SLICE:
+            known = self.journal.known(pair.id)
+            changes = plan_folder(source, known, permanent).flag_changes
+            return changes, {c.source_uid: (known[c.source_uid].flags | c.add) - c.remove
+                             for c in changes}
+        # After a copy the cached rows are void and all of them would be read again:
+        # a slice of UIDs at a time instead (flag changes are per message), so the
+        # copy of a large folder does not end holding all its rows at once (issue #3).
+        changes, want = [], {}
+        uids = iter(source) if isinstance(source, FlagMap) else iter(sorted(source))
+        while part := list(islice(uids, FLAG_SLICE)):
+            known = self.journal.known_between(pair.id, part[0], part[-1])
+            found = plan_folder({u: source[u] for u in part}, known, permanent).flag_changes
+            changes += found
+            want.update({c.source_uid: (known[c.source_uid].flags | c.add) - c.remove
+                         for c in found})
+        return changes, want
 
     def _write_changes(self, dst: Store, pair: FolderPair, changes: list[FlagChange],
                        deleting: dict[int, Message], result: PassResult) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import NamedTuple
 
 # Flags the destination sets itself or that make no sense to copy.
@@ -59,9 +60,12 @@ def copyable_flags(flags: frozenset[str], permanent: frozenset[str] | None) -> t
     return kept, flags - kept
 
 
-def plan_folder(source: dict[int, frozenset[str]], known: dict[int, Known],
+def plan_folder(source: Mapping[int, frozenset[str]], known: Mapping[int, Known],
                 permanent: frozenset[str] | None = None) -> FolderDelta:
-    """Compare the source's UIDs and flags with the journal of one folder pair."""
+    """Compare the source's UIDs and flags with the journal of one folder pair.
+
+    ``source``: a dict, or a first copy's :class:`~mxshift.store.flag_map.FlagMap`
+    (no set of its UIDs is made: a folder's worth of ints)."""
     delta = FolderDelta()
     wanted: dict[frozenset[str], frozenset[str]] = {}  # a folder has few distinct flag sets
     for uid in sorted(source):
@@ -79,7 +83,7 @@ def plan_folder(source: dict[int, frozenset[str]], known: dict[int, Known],
         if want != have:
             delta.flag_changes.append(FlagChange(uid, row.destination_uid,
                                                  add=want - have, remove=have - want))
-    for uid in sorted(set(known) - set(source)):
+    for uid in sorted(u for u in known if u not in source):
         (delta.vanished if known[uid].state == "copied" else delta.forget).append(uid)
     return delta
 

@@ -75,6 +75,55 @@ def parse_fetch_fast(data: list) -> dict[int, dict[bytes, object]] | None:
     return out
 
 
+def parse_flags_sizes(data: list) -> list[tuple[int, tuple[bytes, ...], int | None]] | None:
+    """(uid, flags, size or None) of each response to a ``UID FETCH (FLAGS RFC822.SIZE)``
+    in the order sent; None when one has another shape (a literal: the caller then uses
+    the general parser). A response without a UID is left out, as in
+    :func:`parse_fetch_fast`.
+
+    Why not :func:`parse_fetch_fast`: a scan reads every message of a folder, and a dict
+    per message (~300 bytes) was most of the scan's memory high-water mark."""
+    out: list[tuple[int, tuple[bytes, ...], int | None]] = []
+    for text in data:
+        if not isinstance(text, bytes):
+            if isinstance(text, tuple):
+                return None
+            continue
+        if b"{" in text:
+            return None
+        uid = _FETCH_UID.search(text)
+        if uid is None:
+            continue
+        flags = _FETCH_FLAGS.search(text)
+        size = _FETCH_SIZE.search(text)
+        out.append((int(uid.group(1)), tuple(flags.group(1).split()) if flags else (),
+                    int(size.group(1)) if size is not None else None))
+    return out
+
+
+def scan_ranges(exists: int, uidnext: int, chunk: int) -> list[str]:
+    """UID ranges that cover a folder of ``exists`` messages below ``uidnext`` in about
+    ``chunk`` messages each: ``["1:*"]`` for a small folder; else ``ceil(exists / chunk)``
+    equal spans of the UID space, the last one open (``"N:*"``, which also matches the
+    highest UID when it is below N: the caller drops what is below N there).
+
+    Why spans of the UID space, not sequence numbers: UIDs do not shift when another
+    session expunges between two commands, so no message is skipped; the number of
+    commands follows the message count even when UIDs are sparse (an uneven spread only
+    makes some spans larger, never more of them)."""
+    if exists <= chunk or uidnext <= 2:
+        return ["1:*"]
+    parts = -(-exists // chunk)
+    step = max(1, -(-(uidnext - 1) // parts))
+    out = []
+    first = 1
+    while first + step <= uidnext - 1 and len(out) < parts - 1:
+        out.append(f"{first}:{first + step - 1}")
+        first += step
+    out.append(f"{first}:*")
+    return out
+
+
 def parse_body_fetch(data: list) -> dict[int, dict[bytes, object]]:
     """The answer to a body FETCH: only the responses that carry a BODY[]."""
     parsed = parse_fetch_fast(data) or {}

@@ -34,6 +34,7 @@ from mxshift.store.fetch_parse import (IDENTITY_FIELDS, _META_ITEMS, _flags,  # 
                                        _metas, _s, parse_body_fetch, parse_fetch_fast)
 from mxshift.store.base import FolderChanges, FolderStatus, MessageMeta, QuotaInfo, RawMessage
 from mxshift.store.imap_backpressure import BackPressure
+from mxshift.store.imap_first_scan import FirstScan
 from mxshift.store.imap_pipelined import Pipelined
 from mxshift.store.spool import Spool, spooling
 from mxshift.store.imap_session import (_BACKOFF_CODES, _LOST, _clean, _drop,  # noqa: F401
@@ -44,8 +45,7 @@ from mxshift.store.uidset import compress_uids, parse_uidplus
 
 T = TypeVar("T")
 
-
-class ImapStore(BackPressure, Pipelined):
+class ImapStore(BackPressure, Pipelined, FirstScan):
     """One authenticated IMAP connection, speaking the Store protocol (and the delta
     pass's pipelined reads and writes: store/imap_pipelined.py)."""
 
@@ -166,29 +166,6 @@ class ImapStore(BackPressure, Pipelined):
                 return
             raise FolderError(f"cannot create folder {name!r}: {_clean(str(exc))}",
                               retry=Retry.FINAL) from None
-
-    def create_folders(self, names: list[str]) -> dict[str, FolderError]:
-        """:meth:`create_folder` for each name in one pipelined burst
-        (imap_wire.pipeline_creates); the refused ones, each with its FolderError.
-        Back-pressure in any answer waits and sends the whole burst again (idempotent)."""
-        if not names:
-            return {}
-
-        def once() -> list[str | None]:  # the client looked up each time (reconnects)
-            answers = imap_wire.pipeline_creates(self._c._imap, names)
-            for text in answers:
-                if text is not None and throttle.classify(_clean(text), command="CREATE"):
-                    raise IMAPClientError(text)  # _retry backs off and sends them again
-            return answers
-
-        try:
-            answers = self._retry("CREATE", once)
-        except IMAPClientError as exc:
-            self._raise_if_back_pressure(exc, "CREATE")
-            raise FolderError(f"CREATE: {_clean(str(exc))}") from None
-        return {name: FolderError(f"cannot create folder {name!r}: {_clean(text)}",
-                                  retry=Retry.FINAL)
-                for name, text in zip(names, answers) if text is not None}
 
     def delete_folder(self, name: str) -> None:
         if self._selected == name:

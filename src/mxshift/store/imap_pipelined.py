@@ -1,9 +1,9 @@
-"""The delta pass's pipelined reads, as a method of :class:`mxshift.store.imap.ImapStore`.
+"""Commands sent several at once, as methods of :class:`mxshift.store.imap.ImapStore`.
 
 Why a mixin of its own: store/imap.py holds the Store contract's verbs one by one and is
-kept under 600 lines; this sends several of them in one round trip, which only the delta
-pass asks for (engine/mailbox_pass.py checks for it, so a Store without it works as
-before).
+kept under 600 lines; these send several of them in one round trip: the delta pass's
+reads (engine/mailbox_pass.py checks for them, so a Store without them works as before)
+and a first pass's CREATEs (engine/folder_step.py).
 
 Not here, on purpose: UID EXPUNGE pipelined with the UID STOREs that set \\Deleted.
 Dovecot runs pipelined commands that use no sequence numbers in parallel, so the
@@ -15,7 +15,13 @@ until a mailbox change is done.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
+
+from imapclient.exceptions import IMAPClientError
+
+from mxshift.errors import FolderError, Retry
+from mxshift.store import imap_wire, throttle
+from mxshift.store.imap_session import _clean
 
 if TYPE_CHECKING:
     from mxshift.store.base import FolderChanges
@@ -24,6 +30,33 @@ if TYPE_CHECKING:
 
 class Pipelined:
     """Mixed into ImapStore (which provides ``_c``, ``_retry``, ``_selected`` ...)."""
+
+    _c: Any
+    _retry: Callable[..., Any]
+    _raise_if_back_pressure: Callable[..., None]
+
+    def create_folders(self, names: list[str]) -> dict[str, FolderError]:
+        """:meth:`create_folder` for each name in one pipelined burst
+        (imap_wire.pipeline_creates); the refused ones, each with its FolderError.
+        Back-pressure in any answer waits and sends the whole burst again (idempotent)."""
+        if not names:
+            return {}
+
+        def once() -> list[str | None]:  # the client looked up each time (reconnects)
+            answers = imap_wire.pipeline_creates(self._c._imap, names)
+            for text in answers:
+                if text is not None and throttle.classify(_clean(text), command="CREATE"):
+                    raise IMAPClientError(text)  # _retry backs off and sends them again
+            return answers
+
+        try:
+            answers = self._retry("CREATE", once)
+        except IMAPClientError as exc:
+            self._raise_if_back_pressure(exc, "CREATE")
+            raise FolderError(f"CREATE: {_clean(str(exc))}") from None
+        return {name: FolderError(f"cannot create folder {name!r}: {_clean(text)}",
+                                  retry=Retry.FINAL)
+                for name, text in zip(names, answers) if text is not None}
 
     def select_changes_many(self, requests: Iterable["ChangesRequest"]
                             ) -> list["FolderChanges | None"]:
