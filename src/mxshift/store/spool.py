@@ -83,9 +83,8 @@ class Spool:
         """The first ``n`` bytes of ``buf`` (``view`` is a view of it) into the file, the
         hash and the line-end check."""
         if not self._size:  # keep the header block only, not the whole first piece
-            first = bytes(view[:n])
-            end = first.find(b"\r\n\r\n")
-            self._head = first[:end + 4] if end >= 0 else first
+            end = buf.find(b"\r\n\r\n", 0, n)  # in place: no copy of the chunk
+            self._head = bytes(view[:end + 4] if end >= 0 else view[:n])
         self._file.write(view[:n])
         self._sha.update(view[:n])
         self._lines.feed(buf, n)
