@@ -65,6 +65,19 @@ def flags_set(text: str | None) -> frozenset[str]:
     return frozenset(text.split()) if text else frozenset()
 
 
+def _known_rows(rows: list[tuple]) -> dict[int, Known]:
+    """Source UID -> :class:`Known` from (uid, dest uid, flags text, fingerprint, state)
+    rows; one frozenset per distinct flags text (a folder has few)."""
+    sets: dict[str | None, frozenset[str]] = {}
+    out = {}
+    for uid, dest, text, fp, state in rows:
+        flags = sets.get(text)
+        if flags is None:
+            flags = sets[text] = flags_set(text)
+        out[uid] = Known(uid, dest, flags, fp, state)
+    return out
+
+
 @dataclass(frozen=True)
 class Pending:
     """A copy about to be appended."""
@@ -155,14 +168,7 @@ class Journal:
         if cached is not None and cached[0] == generation:
             return dict(cached[1])
         with self.db.reading() as conn:  # plain rows, no ORM, no write lock
-            rows = fetch_all(conn, _KNOWN, {"b_pair": pair_id})
-        sets: dict[str | None, frozenset[str]] = {}  # few distinct flag texts per folder
-        out = {}
-        for uid, dest, text, fp, state in rows:
-            flags = sets.get(text)
-            if flags is None:
-                flags = sets[text] = flags_set(text)
-            out[uid] = Known(uid, dest, flags, fp, state)
+            out = _known_rows(fetch_all(conn, _KNOWN, {"b_pair": pair_id}))
         self._known[pair_id] = (generation, out)
         return dict(out)
 
@@ -173,16 +179,8 @@ class Journal:
         read a slice at a time, it holds a slice's rows, not the whole folder's at once
         (engine/mailbox_pass.py ``_flag_changes``)."""
         with self.db.reading() as conn:
-            rows = fetch_all(conn, _KNOWN_BETWEEN, {"b_pair": pair_id, "b_first": first,
-                                                    "b_last": last})
-        sets: dict[str | None, frozenset[str]] = {}
-        out = {}
-        for uid, dest, text, fp, state in rows:
-            flags = sets.get(text)
-            if flags is None:
-                flags = sets[text] = flags_set(text)
-            out[uid] = Known(uid, dest, flags, fp, state)
-        return out
+            return _known_rows(fetch_all(conn, _KNOWN_BETWEEN, {
+                "b_pair": pair_id, "b_first": first, "b_last": last}))
 
     def mapped_dest_uids(self, pair_id: int) -> set[int]:
         with self.read() as s:

@@ -551,17 +551,21 @@ class ImapStore(BackPressure, Pipelined, FirstScan):
         change as ``* 2 FETCH (FLAGS (...))`` without a UID, which keyed "by UID" would
         land on (and overwrite) the message whose UID happens to be 2.
         """
-        c = self._c
         args = ["UID", "FETCH", uidset, seq_to_parenstr_upper(items)]
         if modifiers:
             args.append(seq_to_parenstr_upper(modifiers))
-        tag = c._imap._command(*args)
-        typ, data = c._imap._command_complete("FETCH", tag)
-        c._checkok("fetch", typ, data)
-        typ, data = c._imap._untagged_response(typ, data, "FETCH")
+        data = self._fetch_answer(args)
         fast = parse_fetch_fast(data)
         if fast is not None:
             return fast
-        by_seq = parse_fetch_response(data, c.normalise_times, False)
+        by_seq = parse_fetch_response(data, self._c.normalise_times, False)
         return {int(item[b"UID"]): item for item in by_seq.values()  # type: ignore[arg-type]
                 if b"UID" in item}
+
+    def _fetch_answer(self, args: list[str]) -> list:
+        """imaplib's untagged FETCH answer to one ``UID FETCH`` command (checked OK)."""
+        c = self._c
+        tag = c._imap._command(*args)
+        typ, data = c._imap._command_complete("FETCH", tag)
+        c._checkok("fetch", typ, data)
+        return c._imap._untagged_response(typ, data, "FETCH")[1]

@@ -20,10 +20,11 @@ SCAN_CHUNK = 2000
 
 
 class FirstScan:
-    """Mixed into ImapStore (which provides ``_c`` and ``_call``)."""
+    """Mixed into ImapStore (which provides ``_c``, ``_call`` and ``_fetch_answer``)."""
 
     _c: Any
     _call: Callable[..., Any]
+    _fetch_answer: Callable[[list[str]], list]
 
     def flags_and_sizes(self, exists: int, uidnext: int) -> tuple[FlagMap, array]:
         """UID -> flags of every message of the selected folder, and their sizes in the
@@ -43,15 +44,11 @@ class FirstScan:
         return build.done(), build.sizes()
 
     def _fetch_flags_sizes(self, uidset: str) -> list[tuple[int, tuple[bytes, ...], int | None]]:
-        c = self._c
-        tag = c._imap._command("UID", "FETCH", uidset, "(FLAGS RFC822.SIZE)")
-        typ, data = c._imap._command_complete("FETCH", tag)
-        c._checkok("fetch", typ, data)
-        typ, data = c._imap._untagged_response(typ, data, "FETCH")
+        data = self._fetch_answer(["UID", "FETCH", uidset, "(FLAGS RFC822.SIZE)"])
         fast = parse_flags_sizes(data)
         if fast is not None:
             return fast
-        by_seq = parse_fetch_response(data, c.normalise_times, False)
+        by_seq = parse_fetch_response(data, self._c.normalise_times, False)
         return [(int(i[b"UID"]), tuple(i.get(b"FLAGS", ())),  # type: ignore[call-overload, arg-type]
                  int(i[b"RFC822.SIZE"]) if b"RFC822.SIZE" in i else None)  # type: ignore[call-overload]
                 for i in by_seq.values() if b"UID" in i]

@@ -92,21 +92,10 @@ def pipeline_stores(imap: imaplib.IMAP4, todo: list[tuple[bool, str, str]]) -> N
     connection (``imap.abort``) propagates for the caller's retry.
     """
     for i in range(0, len(todo), PIPELINE_DEPTH):
-        tags = [imap._command("UID", "STORE", uidset,  # type: ignore[attr-defined]
-                              "+FLAGS.SILENT" if add else "-FLAGS.SILENT", flags)
-                for add, uidset, flags in todo[i:i + PIPELINE_DEPTH]]
-        refused: list[str] = []
-        for tag in tags:  # read every answer, even after a refusal: stay in step
-            try:
-                typ, data = imap._command_complete("STORE", tag)  # type: ignore[attr-defined]
-            except imap.abort:
-                raise
-            except imap.error as exc:  # BAD
-                refused.append(str(exc))
-                continue
-            if typ != "OK":
-                refused.append(b" ".join(d for d in data if isinstance(d, bytes))
-                               .decode("utf-8", "replace"))
+        answers = _in_flight(imap, "STORE", [
+            ("UID", "STORE", uidset, "+FLAGS.SILENT" if add else "-FLAGS.SILENT", flags)
+            for add, uidset, flags in todo[i:i + PIPELINE_DEPTH]])
+        refused = [text for ok, text in answers if not ok]
         if refused:
             raise IMAPClientError(refused[0])
 
@@ -124,17 +113,28 @@ def pipeline_creates(imap: imaplib.IMAP4, names: list[str]) -> list[str | None]:
     """
     out: list[str | None] = []
     for i in range(0, len(names), PIPELINE_DEPTH):
-        tags = [imap._command("CREATE", _quote(name))  # type: ignore[attr-defined]
-                for name in names[i:i + PIPELINE_DEPTH]]
-        for tag in tags:  # read every answer, even after a refusal: stay in step
-            try:
-                typ, data = imap._command_complete("CREATE", tag)  # type: ignore[attr-defined]
-            except imap.abort:
-                raise
-            except imap.error as exc:  # BAD
-                out.append(str(exc))
-                continue
-            text = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+        for ok, text in _in_flight(imap, "CREATE", [("CREATE", _quote(name))
+                                                    for name in names[i:i + PIPELINE_DEPTH]]):
             already = "ALREADYEXISTS" in text.upper() or "exists" in text.lower()
-            out.append(None if typ == "OK" or already else text)
+            out.append(None if ok or already else text)
+    return out
+
+
+def _in_flight(imap: imaplib.IMAP4, name: str,
+               commands: list[tuple[str, ...]]) -> list[tuple[bool, str]]:
+    """Send ``commands`` without waiting, then read every answer in order, even after a
+    refusal (to stay in step): (OK?, the answer's text; a BAD's message). A lost
+    connection (``imap.abort``) propagates."""
+    tags = [imap._command(*args) for args in commands]  # type: ignore[attr-defined]
+    out: list[tuple[bool, str]] = []
+    for tag in tags:
+        try:
+            typ, data = imap._command_complete(name, tag)  # type: ignore[attr-defined]
+        except imap.abort:
+            raise
+        except imap.error as exc:  # BAD
+            out.append((False, str(exc)))
+            continue
+        out.append((typ == "OK", b" ".join(d for d in data if isinstance(d, bytes))
+                    .decode("utf-8", "replace")))
     return out
