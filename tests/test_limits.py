@@ -8,12 +8,17 @@ import time
 import pytest
 
 from mxshift.engine import limits
-from mxshift.engine.copier import MULTIAPPEND_MAX, NewMessage, copy_batches, needs_line_fix
+from mxshift.engine.copier import MULTIAPPEND_MAX, NewMessage, iter_batches, needs_line_fix
 from mxshift.engine.folder_pool import (FOLDERS_PER_PAIR, PARALLEL_MIN_BYTES, schedule,
                                         worker_count)
 from mxshift.engine.limits import LocalLimiter, NoFreeSlot, open_limited, without_waiting
 from mxshift.errors import EndpointError
 from mxshift.sync import folder_connections
+
+
+def uids(msgs: list[NewMessage], max_count: int, max_bytes: int) -> list[list[int]]:
+    """The UIDs of the copier's batches."""
+    return [[m.uid for m in batch] for batch in iter_batches(msgs, max_count, max_bytes)]
 
 
 def test_local_limiter_never_exceeds_the_cap_across_threads() -> None:
@@ -149,9 +154,9 @@ def test_folder_connections_fit_every_cap(wanted: int, mailboxes: int, caps: tup
 def test_large_messages_travel_alone_after_the_batches_of_small_ones() -> None:
     msgs = [NewMessage(uid=u, size=s) for u, s in
             [(1, 1000), (2, MULTIAPPEND_MAX + 1), (3, 2000), (4, 10_000_000), (5, 3000)]]
-    assert copy_batches(msgs, 2, 10**9) == [[1, 3], [5], [2], [4]]
+    assert uids(msgs, 2, 10**9) == [[1, 3], [5], [2], [4]]
     # the byte budget splits small ones too
-    assert copy_batches(msgs, 100, 3500) == [[1, 3], [5], [2], [4]]
+    assert uids(msgs, 100, 3500) == [[1, 3], [5], [2], [4]]
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -80,5 +80,6 @@ def test_deletion_ceiling(deletions, known_count, blocked) -> None:
 
 def test_batches_bound_count_and_bytes_and_isolate_large() -> None:
     sizes = [(1, 10), (2, 10), (3, 10), (4, 1000), (5, 10), (6, 10)]
-    assert batches(sizes, max_count=2, max_bytes=100) == [[1, 2], [3], [4], [5, 6]]
-    assert batches([], 5, 5) == []
+    assert [[u for u, _ in b] for b in batches(sizes, max_count=2, max_bytes=100,
+                                               size=lambda x: x[1])] == [[1, 2], [3], [4], [5, 6]]
+    assert list(batches([], 5, 5, size=len)) == []

@@ -17,6 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from collections.abc import Collection
 from itertools import chain, islice
+from operator import attrgetter
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from sqlalchemy import update
@@ -27,7 +28,7 @@ from mxshift.engine.journal import Pending
 from mxshift.engine.limits import ByteBudget
 from mxshift.engine.serial_journal import writing
 from mxshift.engine.locate import locate
-from mxshift.engine.plan import copyable_flags
+from mxshift.engine.plan import batches, copyable_flags
 from mxshift.errors import MessageError
 from mxshift.engine import malloc_tuning
 from mxshift.engine.prefetch import Prefetcher
@@ -90,35 +91,17 @@ class LiveProgress:
             s.execute(update(Pass).where(Pass.id == self.pass_id).values(**values))
 
 
-def copy_batches(messages: Collection[NewMessage], max_count: int,
-                 max_bytes: int) -> list[list[int]]:
-    """The UIDs of :func:`iter_batches`'s batches."""
-    return [[m.uid for m in batch] for batch in iter_batches(messages, max_count, max_bytes)]
-
-
 def iter_batches(messages: Collection[NewMessage], max_count: int,
                  max_bytes: int) -> Iterator[list[NewMessage]]:
-    """Batches bounded by count and bytes (as plan.batches), the small messages' first;
+    """Batches bounded by count and bytes (plan.batches), the small messages' first;
     a message too large for one MULTIAPPEND goes alone, so at most one large message and
     never a batch with it is held in memory.
 
     Made as the copy goes (``messages`` is read twice: small, then large): the copy of a
     large folder holds a batch of them, not a list of every batch (issue #3)."""
-    cur: list[NewMessage] = []
-    cur_bytes = 0
-    for m in messages:
-        if m.size > MULTIAPPEND_MAX:
-            continue
-        if cur and (len(cur) >= max_count or cur_bytes + m.size > max_bytes):
-            yield cur
-            cur, cur_bytes = [], 0
-        cur.append(m)
-        cur_bytes += m.size
-    if cur:
-        yield cur
-    for m in messages:
-        if m.size > MULTIAPPEND_MAX:
-            yield [m]
+    yield from batches((m for m in messages if m.size <= MULTIAPPEND_MAX), max_count,
+                       max_bytes, size=attrgetter("size"))
+    yield from ([m] for m in messages if m.size > MULTIAPPEND_MAX)
 
 
 @dataclass

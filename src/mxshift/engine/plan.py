@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 # Flags the destination sets itself or that make no sense to copy.
 _NEVER_COPIED = frozenset({"\\recent"})
@@ -131,21 +133,22 @@ def deletion_blocked(deletions: int, known: int, ceiling: float, floor: int) -> 
     return deletions > ceiling * max(known, 1)
 
 
-def batches(sizes: list[tuple[int, int]], max_count: int, max_bytes: int) -> list[list[int]]:
-    """Group (uid, size) into batches bounded by count and bytes; a large message goes alone.
+def batches(items: Iterable[T], max_count: int, max_bytes: int,
+            size: Callable[[T], int]) -> Iterator[list[T]]:
+    """Group ``items`` into batches bounded by count and by bytes (``size`` of each); a
+    large one goes alone. Lazy: a caller holds the batch it is at, not every batch.
 
     Why: memory is bounded by the batch, not by the mailbox; a 30 MB message must not be
     held together with 200 others.
     """
-    out: list[list[int]] = []
-    cur: list[int] = []
+    cur: list[T] = []
     cur_bytes = 0
-    for uid, size in sizes:
-        if cur and (len(cur) >= max_count or cur_bytes + size > max_bytes):
-            out.append(cur)
+    for item in items:
+        n = size(item)
+        if cur and (len(cur) >= max_count or cur_bytes + n > max_bytes):
+            yield cur
             cur, cur_bytes = [], 0
-        cur.append(uid)
-        cur_bytes += size
+        cur.append(item)
+        cur_bytes += n
     if cur:
-        out.append(cur)
-    return out
+        yield cur
