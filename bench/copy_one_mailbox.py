@@ -97,6 +97,8 @@ def main() -> int:
                     help="record each sync with py-spy (raw stacks) into this folder")
     ap.add_argument("--mail-on-disk", action="store_true",
                     help="Dovecots' mail in the temp directory, not on tmpfs (measure.mail_dir)")
+    ap.add_argument("--wrap", default="",
+                    help="a command prefix for each sync, e.g. 'perf record -o /tmp/p.data --'")
     args = ap.parse_args()
     variants = args.variant or [""]
     work = Path(tempfile.mkdtemp(prefix="mxshift-bench-"))
@@ -142,6 +144,8 @@ def main() -> int:
                     cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "250", "--gil",
                            "-t", "-f", "raw", "-o", str(args.spy / f"run-{r}-{n}.txt"),
                            "--"] + cmd
+                if args.wrap:
+                    cmd = args.wrap.replace("{run}", f"{r}-{n}").split() + cmd
                 cpu0 = (dovecot_cpu(src.pid), dovecot_cpu(dst.pid))
                 wall, user, system, rss, _out = timed(cmd, env, check=args.spy is None)
                 cpu_src, cpu_dst = (dovecot_cpu(src.pid) - cpu0[0],
