@@ -191,6 +191,9 @@ def main() -> int:
                     help="only step 5: a no-change pass over this many small mailboxes")
     ap.add_argument("--parallelism", type=int, default=4,
                     help="with --many: mailbox_parallelism (1 to profile the passes)")
+    ap.add_argument("--options", default="",
+                    help="[options] lines for the delta project, ';'-separated "
+                         "(e.g. 'folder_parallelism = 2')")
     ap.add_argument("--mail-on-disk", action="store_true",
                     help="Dovecots' mail in the temp directory, not on tmpfs (measure.mail_dir)")
     args = ap.parse_args()
@@ -209,7 +212,8 @@ def main() -> int:
         src = clone(base, "mxa")
         dst = empty(dst_server, "mxa")
         project = work / "project"
-        mxshift_project(project, [(src, dst)])
+        mxshift_project(project, [(src, dst)],
+                        "".join(f"{o.strip()}\n" for o in args.options.split(";") if o.strip()))
         print(f"corpus of {args.messages} loaded in {time.monotonic() - t0:.0f}s", flush=True)
         full = one_pass(project)
         print(f"full copy: {full[0]:.2f} s, {full[4]}")

@@ -37,18 +37,33 @@ REPAIRS: tuple[Repair, ...] = (
 )
 
 
+#: Every byte but CR and LF: deleted by ``translate``, they leave a message's line ends.
+_NOT_CRLF = bytes(b for b in range(256) if b not in (10, 13))
+
+
+def _lf_cr(raw: bytes | bytearray, end: int) -> tuple[int, int]:
+    """(LFs, CRs) in ``raw[:end]``. Why ``translate``: deleting every other byte (a
+    table look-up per byte, in C) and counting the ~2% left is twice as fast as two
+    one-byte ``count`` calls over the whole. A part of a buffer (a spool's short last
+    chunk) is counted in place instead: a slice would copy up to a chunk."""
+    if end != len(raw):
+        return raw.count(b"\n", 0, end), raw.count(b"\r", 0, end)
+    ends = raw.translate(None, _NOT_CRLF)
+    lf = ends.count(b"\n")
+    return lf, len(ends) - lf
+
+
 def needs_line_fix(raw: bytes) -> bool:
     """True when ``raw`` has a bare LF or CR (IMAP carries CRLF only).
 
     Why this form: it runs over every byte copied, so it must be cheap (a general regex
-    scan cost a fifth of a full copy's CPU; three ``count`` calls, one of them for the
-    two-byte ``\\r\\n``, still two fifths of the copy loop's). Two one-byte counts run
-    in C, and a search for ``\\r`` not followed by ``\\n`` is a literal-prefix scan.
-    Without a bare CR every CR starts a CRLF; with as many LFs as CRs, every LF then ends
-    one: no bare line end. (Keeping only the CRs and LFs with ``translate`` and comparing
-    with "\\r\\n" repeated is faster but wrong: "\\ra\\n" looks like a CRLF.)
+    scan cost a fifth of a full copy's CPU, a lookbehind for a bare LF more). Without a
+    bare CR (a literal-prefix search for a CR not followed by LF) every CR starts a
+    CRLF; with as many LFs as CRs, every LF then ends one: no bare line end. ~1.0 ms per
+    MB, of which the search is half (two ``count`` calls made it 1.4).
     """
-    return raw.count(b"\n") != raw.count(b"\r") or _BARE_CR.search(raw) is not None
+    lf, cr = _lf_cr(raw, len(raw))
+    return lf != cr or _BARE_CR.search(raw) is not None
 
 
 class LineEnds:
@@ -72,8 +87,9 @@ class LineEnds:
             return
         if self._cr_at_end and piece[:1] != b"\n":
             self.bare_cr = True
-        self.lf += piece.count(b"\n", 0, end)
-        self.cr += piece.count(b"\r", 0, end)
+        lf, cr = _lf_cr(piece, end)
+        self.lf += lf
+        self.cr += cr
         if not self.bare_cr:
             m = _BARE_CR.search(piece, 0, end)
             # The first match at the very last byte may still be followed by an LF.

@@ -40,6 +40,34 @@ def _value(value: object, proc: Any) -> object:
     return value if proc is None or value is None else proc(value)
 
 
+def _params(order: list[tuple[str, Any, object]],
+            rows: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    """Each row's parameters in statement order, through the column's bind processor.
+
+    Why not one call per value: a copy journals ~5,000 rows per 5,000 messages twice,
+    and every row of a batch carries the same timestamp object, whose SQLite processor
+    (a formatted string) was the costliest part of writing them. A value that is the
+    very object of the previous row's is processed once; the rest as before."""
+    last: list[tuple[object, object]] = [(_NOTHING, None)] * len(order)
+    out = []
+    for row in rows:
+        values = []
+        for i, (name, proc, fixed) in enumerate(order):
+            value = row.get(name, fixed)
+            if proc is not None and value is not None:
+                seen, done = last[i]
+                if seen is not value:
+                    done = proc(value)
+                    last[i] = (value, done)
+                value = done
+            values.append(value)
+        out.append(tuple(values))
+    return out
+
+
+_NOTHING = object()
+
+
 def executemany(s: Session, stmt: Executable, rows: list[dict[str, object]]) -> None:
     """``stmt`` once per row, in one ``executemany``; ``stmt`` must be a module-level
     constant (it is cached by identity)."""
@@ -51,8 +79,7 @@ def executemany(s: Session, stmt: Executable, rows: list[dict[str, object]]) -> 
     sql, order = _prepare(conn, stmt, tuple(rows[0]))
     cursor = conn.connection.cursor()  # the session's own DBAPI connection and transaction
     try:
-        cursor.executemany(sql, [tuple(_value(row.get(name, fixed), proc)
-                                       for name, proc, fixed in order) for row in rows])
+        cursor.executemany(sql, _params(order, rows))
     finally:
         cursor.close()
 

@@ -27,6 +27,28 @@ SYNC_LITERAL_ABOVE = 8 * 1024 * 1024
 PIPELINE_DEPTH = 64
 
 
+_MONTHS = (b"", b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep",
+           b"Oct", b"Nov", b"Dec")
+
+
+def internaldate(date: datetime) -> bytes:
+    """``date`` as an APPEND's date-time ("02-Aug-2016 05:48:46 +0000"), exactly as
+    imapclient's ``datetime_to_INTERNALDATE`` writes it. Why our own: that one goes
+    through ``strftime`` and the zone's Python ``utcoffset``, ~5% of a first copy's
+    CPU in its APPEND loop; this formats the fields directly (a naive date is left to
+    imapclient, which gives it the system's zone). A year before 1000 gets its four
+    digits, as RFC 3501's date-year wants (``strftime`` writes fewer)."""
+    offset = date.utcoffset()
+    if offset is None:
+        return datetime_to_INTERNALDATE(date).encode("ascii")
+    minutes = offset.days * 1440 + offset.seconds // 60
+    sign = b"-" if minutes < 0 else b"+"
+    hours, minutes = divmod(abs(minutes), 60)
+    return b"%02d-%s-%04d %02d:%02d:%02d %s%02d%02d" % (
+        date.day, _MONTHS[date.month], date.year, date.hour, date.minute, date.second,
+        sign, hours, minutes)
+
+
 def send_append(imap: imaplib.IMAP4, folder: str,
                 messages: list[tuple[bytes | Spool, frozenset[str], datetime]], *,
                 literal_plus: bool) -> tuple[str, list]:
@@ -53,7 +75,7 @@ def send_append(imap: imaplib.IMAP4, folder: str,
     for raw, flags, date in messages:
         sync = not literal_plus or len(raw) > SYNC_LITERAL_ABOVE
         parts.append(b" " + seq_to_parenstr(sorted(flags)).encode("ascii") + b' "'
-                     + datetime_to_INTERNALDATE(date).encode("ascii") + b'" {'
+                     + internaldate(date) + b'" {'
                      + str(len(raw)).encode("ascii")
                      + (b"}\r\n" if sync else b"+}\r\n"))
         if sync:

@@ -10,9 +10,10 @@ then sent to the destination's APPEND literal from the file (sendfile on a plain
 It holds one chunk of the budget, not its whole size.
 
 Why a file and not a pipe from source to destination: before an APPEND the journal
-records the message's fingerprint, size and SHA-256, and the line-end check decides
-whether the bytes must be repaired (which changes the literal's length) - all of that
-needs every byte first. The spool computes them while it is written, so what is
+records the message's fingerprint, size (and SHA-256 when it has no Message-ID), and
+the line-end check decides whether the bytes must be repaired (which changes the
+literal's length) - all of that needs every byte first. The spool checks the line ends
+while it is written and hashes on demand (:meth:`Spool.sha256`), so what is
 journalled and when is exactly what it was for a message held in memory; only where the
 bytes wait changed. The file has no name (``tempfile.TemporaryFile``): a killed process
 leaves nothing on disk, and the page cache, not the process, holds the bytes.
@@ -41,7 +42,7 @@ def held_bytes(size: int) -> int:
 
 
 class Spool:
-    """One message's bytes in a temporary file, with its SHA-256 and line-end check.
+    """One message's bytes in a temporary file, with its line-end check (and SHA-256).
 
     Sized (``len``) like the bytes it stands for, so the copy's byte counts and the APPEND
     literal's length need no special case. Not thread-safe: one copier owns it.
@@ -50,7 +51,7 @@ class Spool:
     def __init__(self) -> None:
         self._file = tempfile.TemporaryFile(prefix="mxshift-spool-")
         self._size = 0
-        self._sha = hashlib.sha256()
+        self._digest: str | None = None
         self._lines = LineEnds()
         self._head = b""  # the header block (or the first piece, if it has no end)
 
@@ -86,7 +87,6 @@ class Spool:
             end = buf.find(b"\r\n\r\n", 0, n)  # in place: no copy of the chunk
             self._head = bytes(view[:end + 4] if end >= 0 else view[:n])
         self._file.write(view[:n])
-        self._sha.update(view[:n])
         self._lines.feed(buf, n)
         self._size += n
 
@@ -100,7 +100,15 @@ class Spool:
         return self._head
 
     def sha256(self) -> str:
-        return self._sha.hexdigest()
+        """The SHA-256 of the bytes, read back from the file when first asked. Why not
+        while they are written: only a message without a Message-ID needs it (the
+        copier's weak identity), and hashing every spooled byte cost 0.5 ms per MB."""
+        if self._digest is None:
+            h = hashlib.sha256()
+            for piece in self.chunks():
+                h.update(piece)
+            self._digest = h.hexdigest()
+        return self._digest
 
     def needs_line_fix(self) -> bool:
         return self._lines.needs_fix()
