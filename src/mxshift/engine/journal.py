@@ -23,7 +23,7 @@ from mxshift.engine.plan import Known
 from mxshift.state.db import StateDB
 from mxshift.errors import MailboxError
 from mxshift.state.models import Event, Finding, FolderPair, Message, Pass, utcnow
-from mxshift.state.prepared import executemany, fetch_all
+from mxshift.state.prepared import RawTx, executemany, fetch_all
 
 
 class Hooks:
@@ -131,12 +131,33 @@ class Journal:
 
         ``touches``: the folder pairs whose message rows this transaction may change
         (their cached known() rows are voided); None, the default, voids every pair's."""
+        with self._tx(label, fenced, touches, bulk=False) as s:
+            yield s  # type: ignore[misc]
+
+    @contextmanager
+    def bulk_tx(self, label: str, *, fenced: bool = False,
+                touches: Iterable[int] | None = None) -> Iterator[Session | RawTx]:
+        """:meth:`tx` for statements run through ``prepared.executemany``/``fetch_all``
+        only: on SQLite a bare DBAPI transaction (``StateDB.raw_write``), no ORM session
+        (its set-up and commit were most of a first copy's journal CPU)."""
+        with self._tx(label, fenced, touches, bulk=True) as s:
+            yield s
+
+    @contextmanager
+    def _tx(self, label: str, fenced: bool, touches: Iterable[int] | None,
+            bulk: bool) -> Iterator[Session | RawTx]:
         try:
-            with self.db.session() as s:
-                with s.begin():
+            if bulk and self.db.engine.dialect.name == "sqlite":
+                with self.db.raw_write() as raw:
                     if fenced and self.fence is not None:
-                        self._check_fence(s)
-                    yield s
+                        self._check_fence(raw)
+                    yield raw
+            else:
+                with self.db.session() as s:
+                    with s.begin():
+                        if fenced and self.fence is not None:
+                            self._check_fence(s)
+                        yield s
         finally:  # committed or not: cached rows may be stale now
             if touches is None:
                 self._generation = next(self._writes)
@@ -149,7 +170,7 @@ class Journal:
                     self._known.pop(pair_id, None)
         self.hooks.checkpoint(label)
 
-    def _check_fence(self, s: Session) -> None:
+    def _check_fence(self, s: Session | RawTx) -> None:
         found = fetch_all(s, _FENCE, {"b_id": self.fence})
         status = found[0][0] if found else None
         if status != "running":
@@ -318,8 +339,8 @@ class Journal:
         deleted (reconcile clears the intents, finishes the deletions)."""
         if not intents and not deleting:
             return
-        with self.tx("journal pending flags and deletions", fenced=True,
-                     touches=(pair_id,)) as s:
+        with self.bulk_tx("journal pending flags and deletions", fenced=True,
+                          touches=(pair_id,)) as s:
             now = utcnow()
             executemany(s, _INTENT, [{"b_pair": pair_id, "b_uid": uid, "b_text": text,
                                       "b_now": now} for uid, text in intents.items()])
@@ -331,7 +352,7 @@ class Journal:
         """One transaction after a folder's writes: the flags now set, the deleted rows
         gone, and the folder's saved state (``pair_values``, e.g. HIGHESTMODSEQ)."""
         now = utcnow()
-        with self.tx("journal folder synced", touches=(pair_id,)) as s:
+        with self.bulk_tx("journal folder synced", touches=(pair_id,)) as s:
             executemany(s, _SETTLE_FLAGS, [
                 {"b_pair": pair_id, "b_uid": uid, "b_flags": flags_text(flags),
                  "b_now": now} for uid, flags in new_flags.items()])

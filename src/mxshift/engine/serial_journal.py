@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from mxshift.engine.journal import Journal, Pending, flags_text
 from mxshift.state.db import StateDB
-from mxshift.state.prepared import executemany
+from mxshift.state.prepared import RawTx, executemany
 from mxshift.state.models import Message, utcnow
 
 # Re-entrant: a test hook run at a checkpoint may itself write.
@@ -51,16 +51,16 @@ class SerialJournal(Journal):
     """
 
     @contextmanager
-    def tx(self, label: str, *, fenced: bool = False,
-           touches: Iterable[int] | None = None) -> Iterator[Session]:
-        with writing(self.db), super().tx(label, fenced=fenced, touches=touches) as s:
+    def _tx(self, label: str, fenced: bool, touches: Iterable[int] | None,
+            bulk: bool) -> Iterator[Session | RawTx]:
+        with writing(self.db), super()._tx(label, fenced, touches, bulk) as s:
             yield s
 
     def record_pending(self, pair_id: int, items: list[Pending], floor: int) -> None:
         if not items:
             return super().record_pending(pair_id, items, floor)
         now = utcnow()
-        with self.tx("journal pending appends", fenced=True, touches=(pair_id,)) as s:
+        with self.bulk_tx("journal pending appends", fenced=True, touches=(pair_id,)) as s:
             executemany(s, _INSERT, [
                 {"folder_pair_id": pair_id, "source_uid": p.source_uid,
                  "fingerprint": p.fingerprint, "strong": p.strong,
@@ -72,7 +72,7 @@ class SerialJournal(Journal):
         if not dest_uids:
             return
         now = utcnow()
-        with self.tx("journal settle appends", touches=(pair_id,)) as s:
+        with self.bulk_tx("journal settle appends", touches=(pair_id,)) as s:
             executemany(s, _SETTLE, [
                 {"b_pair": pair_id, "b_uid": source_uid, "b_dest": dest_uid, "b_now": now}
                 for source_uid, dest_uid in dest_uids.items()])

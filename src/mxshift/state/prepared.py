@@ -13,6 +13,7 @@ sqlite-utils do for their hot paths. Only SQLite takes this path; other database
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -22,16 +23,25 @@ from sqlalchemy.sql.expression import Executable
 _PREPARED: dict[tuple[int, tuple[str, ...]], tuple[str, list[tuple[str, Any, object]]]] = {}
 
 
-def _prepare(conn: Any, stmt: Executable, keys: tuple[str, ...]
+@dataclass(frozen=True)
+class RawTx:
+    """An open SQLite transaction on a pooled DBAPI connection (:meth:`StateDB.raw_write`):
+    what :func:`executemany` and :func:`fetch_all` run on without an ORM session."""
+
+    dialect: Any
+    dbapi: Any
+
+
+def _prepare(dialect: Any, stmt: Executable, keys: tuple[str, ...]
              ) -> tuple[str, list[tuple[str, Any, object]]]:
     key = (id(stmt), keys)
     prepared = _PREPARED.get(key)
     if prepared is None:
-        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(keys))
+        compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
         order = []
         for name in compiled.positiontup or ():
             bind = compiled.binds[name]  # a value the statement sets itself is its own
-            order.append((name, bind.type._cached_bind_processor(conn.dialect), bind.value))
+            order.append((name, bind.type._cached_bind_processor(dialect), bind.value))
         prepared = _PREPARED[key] = (str(compiled), order)
     return prepared
 
@@ -68,32 +78,42 @@ def _params(order: list[tuple[str, Any, object]],
 _NOTHING = object()
 
 
-def executemany(s: Session, stmt: Executable, rows: list[dict[str, object]]) -> None:
+def executemany(s: Session | RawTx, stmt: Executable, rows: list[dict[str, object]]) -> None:
     """``stmt`` once per row, in one ``executemany``; ``stmt`` must be a module-level
-    constant (it is cached by identity)."""
-    conn = s.connection()
-    if conn.dialect.name != "sqlite" or not rows:
-        if rows:
-            conn.execute(stmt, rows)
+    constant (it is cached by identity). ``s``: a session (its transaction) or a
+    :class:`RawTx`."""
+    if not rows:
         return
-    sql, order = _prepare(conn, stmt, tuple(rows[0]))
-    cursor = conn.connection.cursor()  # the session's own DBAPI connection and transaction
+    if isinstance(s, RawTx):
+        dialect, dbapi = s.dialect, s.dbapi
+    else:
+        conn = s.connection()
+        if conn.dialect.name != "sqlite":
+            conn.execute(stmt, rows)
+            return
+        dialect, dbapi = conn.dialect, conn.connection  # the session's own transaction
+    sql, order = _prepare(dialect, stmt, tuple(rows[0]))
+    cursor = dbapi.cursor()
     try:
         cursor.executemany(sql, _params(order, rows))
     finally:
         cursor.close()
 
 
-def fetch_all(s: Session | Connection, stmt: Executable,
+def fetch_all(s: Session | Connection | RawTx, stmt: Executable,
               params: dict[str, object]) -> list[Any]:
     """The rows of a SELECT whose columns need no result processing (integers, text),
     as plain tuples; ``stmt`` as for :func:`executemany`. ``s``: a session (its
-    transaction) or a connection (e.g. :meth:`StateDB.reading`)."""
-    conn = s.connection() if isinstance(s, Session) else s
-    if conn.dialect.name != "sqlite":
-        return [tuple(r) for r in conn.execute(stmt, params)]
-    sql, order = _prepare(conn, stmt, tuple(params))
-    cursor = conn.connection.cursor()
+    transaction), a connection (e.g. :meth:`StateDB.reading`) or a :class:`RawTx`."""
+    if isinstance(s, RawTx):
+        dialect, dbapi = s.dialect, s.dbapi
+    else:
+        conn = s.connection() if isinstance(s, Session) else s
+        if conn.dialect.name != "sqlite":
+            return [tuple(r) for r in conn.execute(stmt, params)]
+        dialect, dbapi = conn.dialect, conn.connection
+    sql, order = _prepare(dialect, stmt, tuple(params))
+    cursor = dbapi.cursor()
     try:
         cursor.execute(sql, tuple(_value(params.get(name, fixed), proc)
                                   for name, proc, fixed in order))
