@@ -179,6 +179,45 @@ def test_qresync_delta_reads_only_what_changed(dovecot_src, dovecot_dst, tmp_pat
         bed.close()
 
 
+def test_a_delta_flag_plan_reads_the_changed_messages_rows_not_the_folders(
+        dovecot_src, dovecot_dst, tmp_path, monkeypatch) -> None:
+    """The journal side of "cost follows the changes": with QRESYNC or CONDSTORE the
+    flag plan reads the rows of the messages the source reported changed (2 flag
+    changes, 1 new), not the folder's 300. Before, a delta read the folder's rows twice
+    (for the scan, and again after the copy's writes voided them). A full scan has no
+    such list and compares every row."""
+    from mxshift.engine import journal as journal_module
+
+    read: list[int] = []
+    real = journal_module._known_rows
+
+    def counting(rows: list[tuple]) -> dict:
+        read.append(len(rows))
+        return real(rows)
+
+    monkeypatch.setattr(journal_module, "_known_rows", counting)
+    bed = Bed.make(dovecot_src, dovecot_dst, tmp_path / "rows")
+    try:
+        bed.put(("INBOX",), [make_message(i, body="x" * 200) for i in range(300)],
+                flags=["\\Seen"])
+        _run_counted(bed)
+        for round_, (disabled, mode) in enumerate([
+                (frozenset(), "qresync"), (frozenset({"QRESYNC"}), "condstore"),
+                (frozenset({"CONDSTORE"}), "full-scan")]):
+            _change(bed, round_)
+            read.clear()
+            result, _reads = _run_counted(bed, disabled)
+            assert (result.copied, result.flags_updated, result.deleted) == (1, 2, 1)
+            assert _modes(bed)["INBOX"] == mode and bed.differences() == []
+            if mode == "full-scan":
+                assert sum(read) >= 2 * 299, (mode, read)  # every row, as before
+            else:
+                # one read of the folder's rows (the scan's), then the changed ones only
+                assert sorted(read) == [3, 300], (mode, read)
+    finally:
+        bed.close()
+
+
 def test_disabled_qresync_falls_back_to_condstore_and_stays_exact(
         dovecot_src, dovecot_dst, tmp_path) -> None:
     bed = Bed.make(dovecot_src, dovecot_dst, tmp_path / "disabled")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import BASE_DATE, Bed, make_message
-from mxshift.engine import mailbox_pass
+from mxshift.engine import flag_step
 from mxshift.engine.mailbox_pass import MailboxPass
 from mxshift.engine.pass_result import NoProgress
 from mxshift.engine.settings import PassSettings
@@ -81,7 +81,7 @@ def _first_copy(bed: Bed, n: int) -> tuple[int, int]:
 @pytest.fixture
 def small_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(imap_first_scan, "SCAN_CHUNK", 250)
-    monkeypatch.setattr(mailbox_pass, "FLAG_SLICE", 250, raising=False)
+    monkeypatch.setattr(flag_step, "FLAG_SLICE", 250)
 
 
 def test_first_copy_memory_does_not_grow_with_the_mailbox(

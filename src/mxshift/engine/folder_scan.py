@@ -32,6 +32,11 @@ class FolderScan:
     mode: str = "full-scan"   # qresync | condstore | full-scan: how the source was read
     complete: bool = True     # False when something was held back (e.g. mass deletion)
     identified: bool = False  # the new messages' sizes and fingerprints were read
+    # qresync/condstore: the UIDs the source reported changed since the saved
+    # HIGHESTMODSEQ (new ones included). That HIGHESTMODSEQ was saved with the journal's
+    # flags in step, so only these can have flag changes: the flag plan reads their rows,
+    # not the folder's (the pass's cost follows the changes). None: every UID was read.
+    changed: frozenset[int] | None = None
 
 
 class SizedNew(MutableMapping[int, NewMessage]):

@@ -203,6 +203,18 @@ class Journal:
             return _known_rows(fetch_all(conn, _KNOWN_BETWEEN, {
                 "b_pair": pair_id, "b_first": first, "b_last": last}))
 
+    def known_of(self, pair_id: int, uids: Iterable[int]) -> dict[int, Known]:
+        """:meth:`known` of ``uids`` only, not cached: a delta's flag plan reads the rows
+        of the messages that changed, not the folder's (engine/mailbox_pass.py
+        ``_flag_changes``)."""
+        wanted = sorted(set(uids))
+        out: dict[int, Known] = {}
+        with self.db.reading() as conn:
+            for i in range(0, len(wanted), 500):
+                out.update(_known_rows([tuple(r) for r in conn.execute(_KNOWN_IN, {
+                    "b_pair": pair_id, "b_uids": wanted[i:i + 500]})]))
+        return out
+
     def mapped_dest_uids(self, pair_id: int) -> set[int]:
         with self.read() as s:
             return {u for (u,) in s.execute(select(Message.destination_uid).where(
@@ -431,6 +443,7 @@ _KNOWN = select(_M.c.source_uid, _M.c.destination_uid, _M.c.flags, _M.c.fingerpr
                 _M.c.state).where(_M.c.folder_pair_id == bindparam("b_pair"))
 _KNOWN_BETWEEN = _KNOWN.where(_M.c.source_uid.between(bindparam("b_first"),
                                                       bindparam("b_last")))
+_KNOWN_IN = _KNOWN.where(_M.c.source_uid.in_(bindparam("b_uids", expanding=True)))
 _INTENT = update(_M).where(_BY_ROW).values(pending_flags=bindparam("b_text"),
                                             updated_at=bindparam("b_now"))
 _DELETING = update(_M).where(_BY_ROW).values(state="deleting", updated_at=bindparam("b_now"))

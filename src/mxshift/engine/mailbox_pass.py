@@ -22,7 +22,6 @@ from __future__ import annotations
 import threading
 import time
 from array import array
-from itertools import islice
 from typing import Callable, Iterator, cast
 
 from sqlalchemy import delete, select
@@ -35,8 +34,7 @@ from mxshift.engine.parallel_scan import ParallelScan, SpareSources
 from mxshift.engine.limits import ByteBudget
 from mxshift.engine.serial_journal import SerialJournal
 from mxshift.engine.journal import Hooks, Journal
-from mxshift.engine.flag_plan import intent_text, store_commands
-from mxshift.engine.plan import (FlagChange, deletion_blocked, plan_folder)
+from mxshift.engine.plan import (deletion_blocked, plan_folder)
 from mxshift.engine.reconcile import reconcile
 from mxshift.engine.settings import PassSettings
 from mxshift.errors import FolderError, MailboxError, SyncError
@@ -47,17 +45,14 @@ from mxshift.store.lazy import LazyStore
 from mxshift.store.base import FolderChanges, FolderStatus, Store, store_notes
 from mxshift.engine.folder_scan import (FolderScan, SizedNew, delta_mode, new_message,
                                         qresync_flags, status_as_saved)
-from mxshift.store.flag_map import NO_SIZE, FlagMap
+from mxshift.store.flag_map import NO_SIZE
 from mxshift.engine.pass_result import NoProgress, PassResult, Progress
 from mxshift.engine.folder_step import FolderStep
 from mxshift.engine.move_step import MoveStep
+from mxshift.engine.flag_step import FlagStep
 
 
-#: Source UIDs per journal read of the flag plan after a folder's copy (_flag_changes).
-FLAG_SLICE = 2000
-
-
-class MailboxPass(FolderStep, MoveStep):
+class MailboxPass(FolderStep, MoveStep, FlagStep):
     #: A part of a split pass (engine/folder_tasks.py) works on these folder pairs only
     #: and leaves the folder mapping to its plan pass; None: the whole mailbox.
     folders: frozenset[int] | None = None
@@ -336,18 +331,21 @@ class MailboxPass(FolderStep, MoveStep):
             mode = "full-scan"
             known = self.journal.known(pair.id)
         flags: dict[int, frozenset[str]] | None = None
+        touched: frozenset[int] | None = None
         if st.highestmodseq is None:
             mode = "full-scan"
         elif mode == "qresync" and changes is not None:
             flags = qresync_flags(known, changes, st.messages)
+            touched = frozenset(changes.changed)
         elif mode == "condstore":
             changed = src.changed_since(pair.source_highestmodseq)  # type: ignore[arg-type]
             flags = {u: changed[u] if u in changed else
                      (known[u].flags if u in known else frozenset()) for u in src.all_uids()}
+            touched = frozenset(changed)
         if flags is None:
             if not known and self._first_copy() and hasattr(src, "flags_and_sizes"):
                 return self._first_scan(src, pair, st)
-            flags, mode = src.uid_flags(), "full-scan"
+            flags, mode, touched = src.uid_flags(), "full-scan", None
         delta = plan_folder(flags, known)
         if delta.forget:
             self.journal.forget(pair.id, delta.forget)
@@ -355,7 +353,7 @@ class MailboxPass(FolderStep, MoveStep):
         new = {uid: new_message(added[uid]) if uid in added else NewMessage(uid=uid)
                for uid in delta.new}
         scan = FolderScan(pair, flags, new, delta.vanished, st.uidvalidity, st.uidnext,
-                          st.highestmodseq, mode)
+                          st.highestmodseq, mode, changed=touched)
         # Identified now, while the folder is selected: no second SELECT for it.
         self._identify_new(src, {pair.id: scan}, selected=True)
         return scan
@@ -397,7 +395,7 @@ class MailboxPass(FolderStep, MoveStep):
         new = {uid: new_message(added[uid]) if uid in added else NewMessage(uid=uid)
                for uid in delta.new}
         return FolderScan(pair, flags, new, delta.vanished, st.uidvalidity, st.uidnext,
-                          st.highestmodseq, "qresync")
+                          st.highestmodseq, "qresync", changed=frozenset(changes.changed))
 
     def _identify_new(self, src: Store, scans: dict[int, FolderScan], *,
                       selected: bool = False) -> None:
@@ -452,7 +450,7 @@ class MailboxPass(FolderStep, MoveStep):
         pair = scan.pair
         known = self.journal.known(pair.id)
         if not scan.new and not scan.vanished and not (pair.present and plan_folder(
-                scan.source_flags, known).flag_changes):
+                self._changed_flags(scan), known).flag_changes):
             # Nothing to write (e.g. only moves arrived, or a change undone): the
             # destination folder is not even selected. Without PERMANENTFLAGS every
             # flag counts, so this never hides a change the destination would keep.
@@ -498,63 +496,6 @@ class MailboxPass(FolderStep, MoveStep):
             source_messages=len(scan.source_flags),
             source_highestmodseq=scan.highestmodseq if scan.complete else None,
             last_synced_at=utcnow(), sync_mode=scan.mode))
-
-    def _flag_changes(self, pair: FolderPair, scan: FolderScan,
-                      permanent: frozenset[str] | None
-                      ) -> tuple[list[FlagChange], dict[int, frozenset[str]]]:
-        """The folder's flag changes, and the flags each changed row will have."""
-        if not pair.present:
-            return [], {}
-        source = scan.source_flags
-        if not scan.new or len(source) <= FLAG_SLICE:
-            known = self.journal.known(pair.id)
-            changes = plan_folder(source, known, permanent).flag_changes
-            return changes, {c.source_uid: (known[c.source_uid].flags | c.add) - c.remove
-                             for c in changes}
-        # After a copy the cached rows are void and all of them would be read again:
-        # a slice of UIDs at a time instead (flag changes are per message), so the
-        # copy of a large folder does not end holding all its rows at once (issue #3).
-        changes, want = [], {}
-        uids = iter(source) if isinstance(source, FlagMap) else iter(sorted(source))
-        while part := list(islice(uids, FLAG_SLICE)):
-            known = self.journal.known_between(pair.id, part[0], part[-1])
-            found = plan_folder({u: source[u] for u in part}, known, permanent).flag_changes
-            changes += found
-            want.update({c.source_uid: (known[c.source_uid].flags | c.add) - c.remove
-                         for c in found})
-        return changes, want
-
-    def _write_changes(self, dst: Store, pair: FolderPair, changes: list[FlagChange],
-                       deleting: dict[int, Message], result: PassResult) -> None:
-        """A folder's flag changes and deletions: journalled in one transaction, sent in
-        one round trip (one STORE per flag and direction, plus \\Deleted, pipelined),
-        then UID EXPUNGE; the caller settles them in the folder's last transaction.
-
-        Not pipelined with the STOREs: Dovecot runs pipelined UID commands in parallel
-        (neither uses sequence numbers), so a UID EXPUNGE sent with the \\Deleted STORE
-        can run first and leave the message there (seen in tests/test_engine_modes.py).
-
-        Crash safety is that of the step-by-step writes: a flag intent is cleared and
-        re-planned by the next pass (STORE is idempotent), a ``deleting`` row is
-        expunged by reconcile whether or not its \\Deleted STORE or EXPUNGE went out.
-        """
-        dest_deleting = sorted(r.destination_uid for r in deleting.values()
-                               if r.destination_uid is not None)
-        if not changes and not deleting:
-            return
-        self.journal.record_changes(pair.id, {c.source_uid: intent_text(c) for c in changes},
-                                    sorted(deleting))
-        commands = [(c.add, c.flags, c.uids) for c in store_commands(changes)]
-        if dest_deleting:
-            commands.append((True, ("\\Deleted",), tuple(dest_deleting)))
-        if commands:
-            dst.store_flags(commands)
-            self.hooks.checkpoint("store flags")
-        if dest_deleting:
-            dst.expunge(dest_deleting, marked=True)
-            self.hooks.checkpoint("expunge")
-        result.flags_updated += len(changes)
-        result.deleted += len(deleting)
 
     def _deletion_allowed(self, pair: FolderPair, vanished: list[int], known: int,
                           result: PassResult) -> bool:
