@@ -268,3 +268,56 @@ def test_the_byte_budget_serves_a_large_reservation_before_later_small_ones() ->
     t1.join(10)
     t2.join(10)
     assert order == ["large", "small"] and budget.free == 100
+
+
+def test_a_fenced_bulk_write_on_sqlite_stops_a_pass_that_lost_its_lease(
+        tmp_path: Path) -> None:
+    """The bare DBAPI transaction (Journal.bulk_tx, StateDB.raw_write) keeps tx's
+    promises: a fenced intent commits only while the pass row says ``running`` (else a
+    MailboxError and nothing written), and a crash inside it rolls everything back."""
+    from mxshift.engine.serial_journal import SerialJournal
+    from mxshift.errors import MailboxError
+    from mxshift.state.db import open_state
+    from mxshift.state.models import FolderPair, Mailbox, Message, Pass, Project, utcnow
+    from sqlalchemy import func, select, update
+
+    db = open_state(tmp_path)
+    try:
+        with db.session() as s, s.begin():
+            project = Project(name="t")
+            s.add(project)
+            s.flush()
+            mb = Mailbox(project_id=project.id, source_user="a", destination_user="b")
+            s.add(mb)
+            s.flush()
+            pair = FolderPair(mailbox_id=mb.id, source_name="INBOX", destination_name="INBOX")
+            run = Pass(mailbox_id=mb.id, kind="delta", status="running")
+            s.add_all([pair, run])
+            s.flush()
+            pair_id, mailbox_id, pass_id = pair.id, mb.id, run.id
+        journal = SerialJournal(db, mailbox_id, Hooks())
+        journal.fence = pass_id
+        items = [Pending(i, f"{i:040x}", True, "", 100 + i, frozenset()) for i in (1, 2)]
+
+        def rows() -> int:
+            with db.session() as s:
+                return s.scalar(select(func.count()).select_from(Message))
+
+        journal.record_pending(pair_id, items[:1], 1)  # running: written
+        assert rows() == 1
+        with db.session() as s, s.begin():  # another pass took the mailbox over
+            s.execute(update(Pass).where(Pass.id == pass_id).values(status="interrupted"))
+        with pytest.raises(MailboxError, match="lost its lease"):
+            journal.record_pending(pair_id, items[1:], 1)
+        assert rows() == 1
+        with pytest.raises(SimulatedCrash):
+            with journal.bulk_tx("crash inside") as tx:
+                from mxshift.engine.serial_journal import _SETTLE
+                from mxshift.state.prepared import executemany
+                executemany(tx, _SETTLE, [{"b_pair": pair_id, "b_uid": 1, "b_dest": 9,
+                                           "b_now": utcnow()}])
+                raise SimulatedCrash("kill")
+        with db.session() as s:
+            assert s.scalar(select(Message.destination_uid)) is None  # rolled back
+    finally:
+        db.dispose()
