@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accounts import Account, compare  # noqa: E402
 from measure import dovecot_cpu, mail_dir  # noqa: E402
 
 from imapclient.imap_utf7 import encode as utf7  # noqa: E402
@@ -47,7 +48,6 @@ from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate  # noqa: E4
 from mxshift.testbed.corpus_load import load  # noqa: E402
 from mxshift.testbed.dovecot import start_dovecot  # noqa: E402
 from mxshift.testbed.dovecot_config import DovecotConfig  # noqa: E402
-from mxshift.testbed.snapshot import diff, snapshot  # noqa: E402
 
 BATCH_BYTES = 8 * 1024 * 1024
 ALONE_ABOVE = 256 * 1024
@@ -247,12 +247,8 @@ def main() -> int:
                         for group in split(list(sizes.items()), per):
                             jobs.append(((src.port, *su), (dst.port, *du), group))
                     wall, cpu, (cs, cd) = run(mode, jobs, (src, dst))
-                    differences = []
-                    for su, du in pairs:
-                        a, b = src.connect(*su), dst.connect(*du)
-                        differences += diff(snapshot(a), snapshot(b))
-                        a.logout()
-                        b.logout()
+                    differences = [d for su, du in pairs
+                                   for d in compare(Account(src, *su), Account(dst, *du))]
                     ok = ok and not differences
                     print(f"{mode:7} {label:28} {wall:7.3f} {total / 1e6 / wall:7.1f} "
                           f"{cpu:10.2f} {cs:7.2f} {cd:7.2f}  "

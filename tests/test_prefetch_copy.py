@@ -187,26 +187,33 @@ def test_peak_memory_of_a_copy_does_not_grow_with_the_mailbox(
 
 
 # -- the journal's bulk writes on SQLite (no servers) -----------------------------------
+def _one_pair_state(directory: Path):  # type: ignore[no-untyped-def]
+    """A state database with one project, mailbox, folder pair and running pass:
+    (db, mailbox id, pair id, pass id)."""
+    from mxshift.state.db import open_state
+    from mxshift.state.models import FolderPair, Mailbox, Pass, Project
+
+    db = open_state(directory)
+    with db.session() as s, s.begin():
+        project = Project(name="t")
+        s.add(project)
+        s.flush()
+        mb = Mailbox(project_id=project.id, source_user="a", destination_user="b")
+        s.add(mb)
+        s.flush()
+        pair = FolderPair(mailbox_id=mb.id, source_name="INBOX", destination_name="INBOX")
+        run = Pass(mailbox_id=mb.id, kind="delta", status="running")
+        s.add_all([pair, run])
+        s.flush()
+        return db, mb.id, pair.id, run.id
+
+
 def _journal_rows(journal_cls: type, directory: Path) -> list[tuple]:
     import sqlite3
 
-    from mxshift.state.db import open_state
-    from mxshift.state.models import FolderPair, Mailbox, Project
-
     directory.mkdir()
-    db = open_state(directory)
+    db, mailbox_id, pair_id, _pass_id = _one_pair_state(directory)
     try:
-        with db.session() as s, s.begin():
-            project = Project(name="t")
-            s.add(project)
-            s.flush()
-            mb = Mailbox(project_id=project.id, source_user="a", destination_user="b")
-            s.add(mb)
-            s.flush()
-            pair = FolderPair(mailbox_id=mb.id, source_name="INBOX", destination_name="INBOX")
-            s.add(pair)
-            s.flush()
-            pair_id, mailbox_id = pair.id, mb.id
         journal = journal_cls(db, mailbox_id, Hooks())
         items = [Pending(i, f"{i:040x}", i % 2 == 0, "c" * 64 if i % 4 else "", 1000 + i,
                          frozenset({"\\Seen", "$x"}) if i % 3 else frozenset(),
@@ -277,24 +284,11 @@ def test_a_fenced_bulk_write_on_sqlite_stops_a_pass_that_lost_its_lease(
     MailboxError and nothing written), and a crash inside it rolls everything back."""
     from mxshift.engine.serial_journal import SerialJournal
     from mxshift.errors import MailboxError
-    from mxshift.state.db import open_state
-    from mxshift.state.models import FolderPair, Mailbox, Message, Pass, Project, utcnow
+    from mxshift.state.models import Message, Pass, utcnow
     from sqlalchemy import func, select, update
 
-    db = open_state(tmp_path)
+    db, mailbox_id, pair_id, pass_id = _one_pair_state(tmp_path)
     try:
-        with db.session() as s, s.begin():
-            project = Project(name="t")
-            s.add(project)
-            s.flush()
-            mb = Mailbox(project_id=project.id, source_user="a", destination_user="b")
-            s.add(mb)
-            s.flush()
-            pair = FolderPair(mailbox_id=mb.id, source_name="INBOX", destination_name="INBOX")
-            run = Pass(mailbox_id=mb.id, kind="delta", status="running")
-            s.add_all([pair, run])
-            s.flush()
-            pair_id, mailbox_id, pass_id = pair.id, mb.id, run.id
         journal = SerialJournal(db, mailbox_id, Hooks())
         journal.fence = pass_id
         items = [Pending(i, f"{i:040x}", True, "", 100 + i, frozenset()) for i in (1, 2)]
