@@ -218,6 +218,38 @@ def test_a_delta_flag_plan_reads_the_changed_messages_rows_not_the_folders(
         bed.close()
 
 
+@pytest.mark.parametrize("mode", ["qresync", "condstore"])
+def test_a_destination_folder_recreated_without_flags_gets_them_back_in_a_delta(
+        mode: str, request, tmp_path) -> None:
+    """The destination's folder is deleted and re-created with the same messages but no
+    flags (a restore that lost them), and the source gets one new message: the pass
+    re-adopts the copies by fingerprint with the destination's (empty) flags, so its
+    flag plan must compare every message, not only those the source reported changed
+    (FolderScan.changed is dropped on a destination UIDVALIDITY change)."""
+    bed = _bed(request, mode, tmp_path, "restored")
+    try:
+        bed.create("Work")
+        bed.put(("Work",), [make_message(i) for i in range(6)], flags=["\\Seen", "$Done"])
+        first, _ = _run_counted(bed)
+        assert first.copied == 6
+        c = bed.dest()
+        name = bed.folder("dst", "Work")
+        c.select_folder(name)
+        data = c.fetch(c.search("ALL"), ["BODY.PEEK[]", "INTERNALDATE"])
+        c.close_folder()
+        c.delete_folder(name)
+        c.create_folder(name)
+        for item in data.values():
+            c.append(name, item[b"BODY[]"], flags=[], msg_time=item[b"INTERNALDATE"])
+        bed.put(("Work",), [make_message(50)])
+        result, _ = _run_counted(bed)
+        assert result.status == "ok", result.error
+        assert _modes(bed)["Work"] == mode
+        assert bed.differences() == []  # flags included
+    finally:
+        bed.close()
+
+
 def test_disabled_qresync_falls_back_to_condstore_and_stays_exact(
         dovecot_src, dovecot_dst, tmp_path) -> None:
     bed = Bed.make(dovecot_src, dovecot_dst, tmp_path / "disabled")

@@ -205,7 +205,7 @@ class Journal:
 
     def known_of(self, pair_id: int, uids: Iterable[int]) -> dict[int, Known]:
         """:meth:`known` of ``uids`` only, not cached: a delta's flag plan reads the rows
-        of the messages that changed, not the folder's (engine/mailbox_pass.py
+        of the messages that changed, not the folder's (engine/flag_step.py
         ``_flag_changes``)."""
         wanted = sorted(set(uids))
         out: dict[int, Known] = {}

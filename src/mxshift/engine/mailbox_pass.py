@@ -461,6 +461,7 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
             scan.vanished = []
             scan.new = {u: NewMessage(uid=u) for u in scan.source_flags}
             scan.identified = False
+            scan.changed = None  # re-adopted copies keep the destination's flags: plan all
             self._identify_new(src, {pair.id: scan})
             known = self.journal.known(pair.id)
         copier = FolderCopier(self, src, dst, pair, st, result,
