@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accounts import Account, change_source, clone, compare, empty, seeded, start_pair  # noqa: E402
-from measure import Run, dovecot_cpu, mail_dir, run_processes, run_sequential  # noqa: E402
+from measure import Run, dovecot_cpu, mail_dir, run_processes, run_sequential, settle  # noqa: E402
 from peers import (available, interimap_commands, mbsync_commands, mxshift_pass_seconds,  # noqa: E402
                    mxshift_project)
 
@@ -73,12 +73,14 @@ class Bench:
         self.rows: list[Row] = []
         self.src, self.dst = start_pair(mail)
         self.last_pass: dict[Path, int] = {}  # per project database
+        self.settled: list[float] = []  # seconds waited for idle Dovecots before each row
 
     # -- one measured step ------------------------------------------------------------
     def measure(self, step: str, tool: str, commands: list[list[str]],
                 pairs: list[tuple[Account, Account]], messages: int, size: int, *,
                 sequential: bool = False, project: Path | None = None,
                 per_mailbox: bool = False) -> Row:
+        self.settled.append(settle([self.src.pid, self.dst.pid]))
         cpu0 = (dovecot_cpu(self.src.pid), dovecot_cpu(self.dst.pid))
         run: Run = (run_sequential if sequential else run_processes)(commands)
         cpu1 = (dovecot_cpu(self.src.pid), dovecot_cpu(self.dst.pid))
@@ -171,7 +173,9 @@ class Bench:
         for tool, (pairs5, cmds, proj) in many.items():
             self.measure(f"5 no change x{k5}", tool, cmds, pairs5, 0, 0,
                          sequential=tool == "interimap", project=proj, per_mailbox=True)
-        print()
+        print(f"\nbefore each row the Dovecots were let go idle: waited "
+              f"{min(self.settled):.1f}-{max(self.settled):.1f} s (median "
+              f"{sorted(self.settled)[len(self.settled) // 2]:.1f})")
         for row in self.rows:
             if row.differences or row.failed:
                 kinds = Counter(_kind(d) for d in row.differences)

@@ -29,6 +29,7 @@ import cProfile
 import imaplib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -85,6 +86,8 @@ class CountJournal(Hooks):
 
     def checkpoint(self, label: str) -> None:
         self.labels[label] += 1
+        if TRACE:
+            print(f"   . {(time.monotonic() - _T0[0]) * 1000:7.1f} ms checkpoint {label}")
 
 
 def one_pass(project: Path, profile: cProfile.Profile | None = None
@@ -153,6 +156,16 @@ def many_no_change(src_server, dst_server, work: Path, count: int, seed: int,  #
         profile.dump_stats(profile_to)
 
 
+def attach_spy(to: str) -> subprocess.Popen[bytes]:
+    """py-spy recording this process (the stack of the thread holding the GIL: where its CPU goes) until SIGINT.
+    The restores between passes are ``cp`` children, not sampled."""
+    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-r", "500", "--gil",
+                            "-f", "raw", "-o", to, "--pid", str(os.getpid())],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the first pass
+    return spy
+
+
 def save(paths: list[Path], to: Path) -> None:
     if to.exists():
         shutil.rmtree(to)
@@ -187,6 +200,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", help="write a cProfile of the delta passes to this file")
     ap.add_argument("--profile-no-change", help="write a cProfile of the no-change passes")
+    ap.add_argument("--spy", help="py-spy (raw stacks, every thread, CPU only) of the delta "
+                                  "passes into this file: cProfile sees one thread only")
     ap.add_argument("--many", type=int, default=0,
                     help="only step 5: a no-change pass over this many small mailboxes")
     ap.add_argument("--parallelism", type=int, default=4,
@@ -227,6 +242,7 @@ def main() -> int:
         save(keep, work / "saved")
         runs = []
         profile = cProfile.Profile() if args.profile else None
+        spy = attach_spy(args.spy) if args.spy else None
         for i in range(args.repeat):
             if i:
                 restore(keep, work / "saved")
@@ -235,6 +251,9 @@ def main() -> int:
             if differences:
                 print(f"   NOT EXACT after delta {i}: {differences[:5]}")
                 return 1
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait()
         report("delta 100/200/50/20", runs)
         print("   exact")
         report("no change after delta", [one_pass(project) for _ in range(args.repeat)])

@@ -47,6 +47,24 @@ def dovecot_cpu(master_pid: int) -> float:
     return total
 
 
+def settle(master_pids: list[int], window: float = 0.2, limit: float = 5.0) -> float:
+    """Wait until the Dovecots are idle (no CPU tick over ``window`` seconds, at most
+    ``limit``); returns the seconds waited.
+
+    Why: after a large copy or the correctness check's full read, a Dovecot keeps
+    working for a while after the client left (0.2-0.3 CPU s seen in the next row's
+    "cpu src"), and whichever tool ran next paid for it in its wall time."""
+    t0 = time.monotonic()
+    last = sum(dovecot_cpu(p) for p in master_pids)
+    while time.monotonic() - t0 < limit:
+        time.sleep(window)
+        now = sum(dovecot_cpu(p) for p in master_pids)
+        if now - last < 1.5 / _TICK:  # under two ticks: idle
+            break
+        last = now
+    return time.monotonic() - t0
+
+
 @dataclass
 class Run:
     wall: float

@@ -172,6 +172,53 @@ def test_fetch_without_modseq_or_flags_or_uid() -> None:
     assert got.unkeyed == 1
 
 
+def test_the_fast_reader_agrees_with_imapclients_parser() -> None:
+    """``parse_fetches`` reads plain lines itself (fetch_parse.parse_uid_flags) and hands
+    any other shape to imapclient: both must give the same answer. Made up lines in
+    Dovecot's shapes, item order varied, keywords, a repeated UID, a line without UID."""
+    import random
+
+    from imapclient.response_parser import parse_fetch_response
+
+    from mxshift.store.fetch_parse import parse_uid_flags
+    from mxshift.store.qresync import _flag_set, parse_fetches
+
+    rng = random.Random(5)
+    flag_pool = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft",
+                 "\\Recent", "$Label1", "$Forwarded", "Junk", "NonJunk", "\\seen"]
+    for _ in range(300):
+        lines = []
+        for seq in range(1, rng.randint(1, 12)):
+            items = []
+            if rng.random() < 0.95:
+                items.append(f"UID {rng.randint(1, 20)}")
+            if rng.random() < 0.9:
+                items.append("FLAGS (" + " ".join(rng.sample(flag_pool, rng.randint(0, 4))) + ")")
+            if rng.random() < 0.8:
+                items.append(f"MODSEQ ({rng.randint(1, 10**12)})")
+            rng.shuffle(items)
+            lines.append(f"* {seq} FETCH ({' '.join(items)})\r\n".encode())
+        data = untagged(b"".join(lines) + b"a1 OK done\r\n").get("FETCH", [])
+        fast = parse_uid_flags(data)
+        assert fast is not None
+        general: dict[int, frozenset[str] | None] = {}
+        unkeyed = 0
+        for item in parse_fetch_response(list(data), False, False).values():
+            if b"UID" not in item:
+                unkeyed += 1
+                continue
+            flags = item.get(b"FLAGS")
+            general[int(item[b"UID"])] = _flag_set(flags) if flags is not None else None
+        assert fast == (general, unkeyed), data
+        assert parse_fetches(data) == fast
+    # other shapes are not read here: a literal, a quoted string
+    literal = untagged(b"* 4 FETCH (UID 9 X-EXTRA {5}\r\nab cd FLAGS (\\Seen))\r\na1 OK done\r\n")
+    assert parse_uid_flags(literal["FETCH"]) is None
+    quoted = untagged(b'* 4 FETCH (UID 9 X-GM-LABELS ("FLAGS (x)") FLAGS ())\r\na1 OK done\r\n')
+    assert parse_uid_flags(quoted["FETCH"]) is None
+    assert parse_fetches(quoted["FETCH"]) == ({9: frozenset()}, 0)
+
+
 def test_vanished_wins_over_a_fetch_of_the_same_uid() -> None:
     raw = b"* 1 FETCH (UID 3 FLAGS (\\Seen) MODSEQ (9))\r\n* VANISHED (EARLIER) 3\r\na1 OK done\r\n"
     assert parse_changes(untagged(raw)).changed == {}

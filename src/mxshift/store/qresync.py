@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from imapclient.exceptions import ProtocolError
 from imapclient.response_parser import parse_fetch_response
 
+from mxshift.store.fetch_parse import parse_uid_flags
 from mxshift.store.uidset import compress_uids
 
 _UID_SET_RE = re.compile(r"^\d+(?::\d+)?(?:,\d+(?::\d+)?)*$")
@@ -103,11 +104,15 @@ def parse_fetches(data: Sequence[bytes | tuple[bytes, bytes]]) -> tuple[
         dict[int, frozenset[str] | None], int]:
     """UID -> flags (None: no FLAGS sent) of the FETCH responses, and how many had no UID.
 
-    imapclient's own FETCH parser does the tokenising (literals included); a later
-    response for the same UID wins, as it is the newer state.
+    Plain lines (the usual answer) are read by ``fetch_parse.parse_uid_flags``; any
+    other shape by imapclient's own FETCH parser (literals included). A later response
+    for the same UID wins, as it is the newer state.
     """
     if not data:
         return {}, 0
+    fast = parse_uid_flags(data)
+    if fast is not None:
+        return fast
     try:
         parsed = parse_fetch_response(list(data), False, False)
     except (ProtocolError, ValueError) as exc:
