@@ -132,35 +132,29 @@ class Bench:
         print(f"corpora: {c1} msgs / {s1 / 1e6:.0f} MB; {c4} msgs / {s4 / 1e6:.0f} MB x4; "
               f"{n5} msgs x{k5} (loaded in {time.monotonic() - t0:.0f}s)\n", flush=True)
         print(header(), flush=True)
-        # Steps outside, tools inside: each step of every tool runs under the same load.
-        one: dict[str, tuple[Account, list, list, Path | None]] = {}
-        # mxshift last: steps 1-3 keep each tool's copy, so a later tool's destination
-        # holds more mail (see drop); any cost of that is ours, not a peer's.
+        # Tools outside, steps inside, and each tool's mail dropped before the next tool:
+        # every tool is measured with the same mail resident on tmpfs (the corpora and
+        # its own copies). Why: on this VM, memory in use slows every process down: with
+        # 1.2 GB of untouched filler in /dev/shm, mxshift's full copy ran at 163 MB/s
+        # instead of 226-235 (its CPU 1.50 s instead of 1.10, the destination Dovecot's
+        # 0.90 instead of 0.53), so with steps outside a tool measured after the others
+        # paid for their copies. mxshift goes last (any drift of the machine is ours).
         for tool in sorted(self.tools, key=lambda t: t == "mxshift"):
             src = clone(base1, f"{tool[:2]}a")
             pair = [(src, empty(self.dst, f"{tool[:2]}a"))]
             cmds, proj = self.commands(tool, self.work / tool / "one", pair)
-            one[tool] = (src, pair, cmds, proj)
-        for tool, (src, pair, cmds, proj) in one.items():
             self.measure(f"1 full copy {c1}", tool, cmds, pair, c1, s1, project=proj)
-        for tool, (src, pair, cmds, proj) in one.items():
             self.measure("2 no change", tool, cmds, pair, 0, 0, project=proj)
-        changed = 0
-        for tool, (src, pair, cmds, proj) in one.items():
             done = change_source(src, seed=self.seed + 100)
             changed = done["new"] + done["flags"] + done["deleted"] + done["moved"]
-        for tool, (src, pair, cmds, proj) in one.items():
             self.measure("3 delta 100/200/50/20", tool, cmds, pair, changed, 0, project=proj)
-        for tool, (src, pair, cmds, proj) in one.items():
             self.drop(pair)
-        for tool in self.tools:  # 4: four mailboxes at once
             pairs4 = [(clone(base4, f"{tool[:2]}b"), empty(self.dst, f"{tool[:2]}b"))
                       for _ in range(4)]
             cmds, proj = self.commands(tool, self.work / tool / "four", pairs4)
             self.measure(f"4 four x {c4}", tool, cmds, pairs4, 4 * c4, 4 * s4, project=proj)
             self.drop(pairs4)
-        many = {}
-        for tool in self.tools:  # 5: a no-change pass over many mailboxes in one run
+            # 5: a no-change pass over many mailboxes in one run, after a first copy
             pairs5 = [(clone(base5, f"{tool[:2]}c"), empty(self.dst, f"{tool[:2]}c"))
                       for _ in range(k5)]
             cmds, proj = self.commands(tool, self.work / tool / "many", pairs5, many=True)
@@ -169,10 +163,12 @@ class Bench:
                 print(f"   ({tool}: first copy of the {k5} mailboxes: {warm.failed[0]})")
             if proj is not None:
                 _s, _t, self.last_pass[proj] = mxshift_pass_seconds(proj, 0)
-            many[tool] = (pairs5, cmds, proj)
-        for tool, (pairs5, cmds, proj) in many.items():
             self.measure(f"5 no change x{k5}", tool, cmds, pairs5, 0, 0,
                          sequential=tool == "interimap", project=proj, per_mailbox=True)
+            self.drop(pairs5)
+        print("\nBy step:\n" + header())
+        for row in sorted(self.rows, key=lambda r: r.step):
+            print(format_row(row))
         print(f"\nbefore each row the Dovecots were let go idle: waited "
               f"{min(self.settled):.1f}-{max(self.settled):.1f} s (median "
               f"{sorted(self.settled)[len(self.settled) // 2]:.1f})")
