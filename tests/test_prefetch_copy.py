@@ -315,3 +315,42 @@ def test_a_fenced_bulk_write_on_sqlite_stops_a_pass_that_lost_its_lease(
             assert s.scalar(select(Message.destination_uid)) is None  # rolled back
     finally:
         db.dispose()
+
+
+def test_the_journalled_uids_as_runs_equal_the_rows(tmp_path: Path) -> None:
+    """``Journal.uid_runs`` (runs found in SQL) and ``count`` agree with the rows that
+    ``known`` reads, on sparse random UID sets with every row state; ``UidRuns`` writes
+    the set as ``compress_uids`` does and answers membership like the set."""
+    from mxshift.engine.journal import Journal
+    from mxshift.state.models import Message
+    from mxshift.store.uidset import UidRuns, compress_uids, highest_uid
+
+    db, mailbox_id, pair_id, _pass_id = _one_pair_state(tmp_path)
+    try:
+        journal = Journal(db, mailbox_id, Hooks())
+        assert len(journal.uid_runs(pair_id)) == 0 and journal.count(pair_id) == 0
+        rng = random.Random(11)
+        have: set[int] = set()
+        for _ in range(6):
+            more = {rng.choice([rng.randint(1, 60), rng.randint(1, 5000)])
+                    for _ in range(rng.randint(1, 80))} - have
+            have |= more
+            with db.session() as s, s.begin():
+                s.add_all(Message(folder_pair_id=pair_id, source_uid=u, fingerprint=f"f{u}",
+                                  state=rng.choice(["copied", "skipped", "pending"]))
+                          for u in more)
+            runs = journal.uid_runs(pair_id)
+            # a fresh Journal: known() caches, and these rows were not written through it
+            assert set(runs) == have == set(Journal(db, mailbox_id, Hooks()).known(pair_id))
+            assert len(runs) == journal.count(pair_id) == len(have)
+            assert runs.text() == compress_uids(have)
+            assert highest_uid(runs) == max(have) == runs.highest
+            for probe in range(0, 5002, 7):
+                assert (probe in runs) == (probe in have)
+    finally:
+        db.dispose()
+    # runs that overlap or touch merge (a UID journalled twice)
+    merged = UidRuns([(5, 7), (1, 2), (6, 9), (3, 3), (12, 12)])
+    assert merged.runs == [(1, 3), (5, 9), (12, 12)] and len(merged) == 9
+    assert merged.text() == "1:3,5:9,12" == compress_uids(merged)
+    assert 12 in merged and 4 not in merged and 10 not in merged

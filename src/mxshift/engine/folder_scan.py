@@ -37,6 +37,19 @@ class FolderScan:
     # flags in step, so only these can have flag changes: the flag plan reads their rows,
     # not the folder's (the pass's cost follows the changes). None: every UID was read.
     changed: frozenset[int] | None = None
+    # Set when the scan read the journal rows of the changed UIDs only (a QRESYNC
+    # answer, MailboxPass._scan_read): ``source_flags`` then holds the changed UIDs'
+    # flags, not the folder's. None: ``source_flags`` is the whole folder.
+    partial: "Partial | None" = None
+
+
+@dataclass
+class Partial:
+    """What a scan that read only the changed messages' rows knows of the rest."""
+
+    rows: dict[int, Known]   # journal rows of the UIDs the source named (changed, vanished)
+    journalled: int          # journal rows of the folder pair, all states
+    messages: int            # messages in the source folder (the answer's EXISTS)
 
 
 class SizedNew(MutableMapping[int, NewMessage]):

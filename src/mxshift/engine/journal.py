@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from mxshift.engine.plan import Known
@@ -24,6 +24,7 @@ from mxshift.state.db import StateDB
 from mxshift.errors import MailboxError
 from mxshift.state.models import Event, Finding, FolderPair, Message, Pass, utcnow
 from mxshift.state.prepared import RawTx, executemany, fetch_all
+from mxshift.store.uidset import UidRuns
 
 
 class Hooks:
@@ -192,6 +193,22 @@ class Journal:
             out = _known_rows(fetch_all(conn, _KNOWN, {"b_pair": pair_id}))
         self._known[pair_id] = (generation, out)
         return dict(out)
+
+    def uid_runs(self, pair_id: int) -> UidRuns:
+        """The source UIDs journalled for a folder pair (every row, as :meth:`known`), as
+        runs of consecutive UIDs: one row per run, found by SQL (a UID minus its rank
+        is the same along a run), not one object per message.
+
+        Why: a QRESYNC delta needs the journalled UIDs (to name them in its request,
+        and to count the folder) but the rows of the changed messages only; reading
+        every row was what made a delta's cost grow with the folder (issue #3)."""
+        with self.db.reading() as conn:
+            return UidRuns((a, b) for a, b in fetch_all(conn, _UID_RUNS, {"b_pair": pair_id}))
+
+    def count(self, pair_id: int) -> int:
+        """Journal rows of a folder pair (every state, as :meth:`known` has them)."""
+        with self.db.reading() as conn:
+            return int(fetch_all(conn, _COUNT, {"b_pair": pair_id})[0][0])
 
     def known_between(self, pair_id: int, first: int, last: int) -> dict[int, Known]:
         """:meth:`known` of the source UIDs ``first`` to ``last`` only, not cached.
@@ -441,6 +458,11 @@ _ANY_PASSING = select(_M.c.id).select_from(
 _BY_ROW = (_M.c.folder_pair_id == bindparam("b_pair")) & (_M.c.source_uid == bindparam("b_uid"))
 _KNOWN = select(_M.c.source_uid, _M.c.destination_uid, _M.c.flags, _M.c.fingerprint,
                 _M.c.state).where(_M.c.folder_pair_id == bindparam("b_pair"))
+_RANKED = select(_M.c.source_uid.label("uid"), (
+    _M.c.source_uid - func.row_number().over(order_by=_M.c.source_uid)).label("run")).where(
+    _M.c.folder_pair_id == bindparam("b_pair")).subquery()
+_COUNT = select(func.count()).select_from(_M).where(_M.c.folder_pair_id == bindparam("b_pair"))
+_UID_RUNS = select(func.min(_RANKED.c.uid), func.max(_RANKED.c.uid)).group_by(_RANKED.c.run)
 _KNOWN_BETWEEN = _KNOWN.where(_M.c.source_uid.between(bindparam("b_first"),
                                                       bindparam("b_last")))
 _KNOWN_IN = _KNOWN.where(_M.c.source_uid.in_(bindparam("b_uids", expanding=True)))

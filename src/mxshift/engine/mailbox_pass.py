@@ -42,8 +42,9 @@ from mxshift.mapping import Namespace, RemoteFolder
 from mxshift.state.db import StateDB
 from mxshift.state.models import Finding, FolderPair, Message, utcnow
 from mxshift.store.lazy import LazyStore
+from mxshift.store.uidset import UidRuns
 from mxshift.store.base import FolderChanges, FolderStatus, Store, store_notes
-from mxshift.engine.folder_scan import (FolderScan, SizedNew, delta_mode, new_message,
+from mxshift.engine.folder_scan import (FolderScan, Partial, SizedNew, delta_mode, new_message,
                                         qresync_flags, status_as_saved)
 from mxshift.store.flag_map import NO_SIZE
 from mxshift.engine.pass_result import NoProgress, PassResult, Progress
@@ -72,6 +73,8 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
         self.journal = Journal(db, mailbox_id, self.hooks)
         # STATUS of the source folders as the pass's first LIST answered it (LIST-STATUS)
         self.source_status: dict[str, FolderStatus] = {}
+        # journalled UIDs of the folders the QRESYNC burst asked about (_changes_many)
+        self._uid_runs: dict[int, UidRuns] = {}
 
     # -- the pass -------------------------------------------------------------------
     def run(self) -> PassResult:
@@ -186,7 +189,7 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
             # The copy phase takes as many pairs (folder_pool.worker_count): their
             # destination halves log in now, while the source is scanned.
             self.spare_destinations.warm(workers - 1)
-        if mode == "qresync" and len(changed) > 1 and hasattr(src, "select_changes_many"):
+        if mode == "qresync" and changed and hasattr(src, "select_changes_many"):
             # One connection reads every changed folder in one round trip
             # (store/qresync_batch.py); the copy phase's source halves log in meanwhile.
             self.spares.warm(workers - 1)
@@ -220,17 +223,20 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
 
         todo = [p for p in changed if p.present and p.source_highestmodseq is not None
                 and p.source_uidvalidity and p.source_name in self.source_status]
-        if len(todo) < 2:
+        if not todo:
             return {}
 
         def requests() -> Iterator[ChangesRequest]:  # sent as made (qresync_batch.py)
             for pair in todo:
-                known = self.journal.known(pair.id)
-                first_new = max(known, default=0) + 1
+                # The journalled UIDs as runs, not the rows: _scan_read then reads the
+                # rows of the messages the answer names only.
+                known = self.journal.uid_runs(pair.id)
+                self._uid_runs[pair.id] = known
+                first_new = known.highest + 1
                 more = self.source_status[pair.source_name].uidnext > first_new
                 yield ChangesRequest(pair.source_name, pair.source_uidvalidity,  # type: ignore[arg-type]
                                      pair.source_highestmodseq,  # type: ignore[arg-type]
-                                     frozenset(known), first_new if known and more else None)
+                                     known, first_new if known and more else None)
 
         answers = src.select_changes_many(requests())  # type: ignore[attr-defined]
         return {p.id: ch for p, ch in zip(todo, answers) if ch is not None}
@@ -384,18 +390,30 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
         st = changes.status
         if st.uidvalidity != pair.source_uidvalidity or st.highestmodseq is None:
             return None
-        known = self.journal.known(pair.id)
-        flags = qresync_flags(known, changes, st.messages)
-        if flags is None:
+        journalled = self._uid_runs.get(pair.id)
+        if journalled is None or not changes.trusted:
             return None
-        delta = plan_folder(flags, known)
-        if delta.forget:
-            self.journal.forget(pair.id, delta.forget)
+        # What plan_folder would find, from the rows of the UIDs the answer names: a
+        # changed UID without a row is new, a vanished one with a row is gone (a copy)
+        # or forgotten (a skipped one). The count check of qresync_flags: the journal's
+        # UIDs less the vanished plus the new must be what the folder holds.
+        rows = self.journal.known_of(pair.id, [*changes.changed, *changes.vanished])
+        gone = sorted(u for u in changes.vanished if u in rows)
+        new_uids = sorted(u for u in changes.changed if u not in rows)
+        if len(journalled) - len(gone) + len(new_uids) != st.messages:
+            return None
+        forget = [u for u in gone if rows[u].state != "copied"]
+        if forget:
+            self.journal.forget(pair.id, forget)
         added = changes.added
         new = {uid: new_message(added[uid]) if uid in added else NewMessage(uid=uid)
-               for uid in delta.new}
-        return FolderScan(pair, flags, new, delta.vanished, st.uidvalidity, st.uidnext,
-                          st.highestmodseq, "qresync", changed=frozenset(changes.changed))
+               for uid in new_uids}
+        scan = FolderScan(pair, dict(changes.changed), new,
+                          [u for u in gone if rows[u].state == "copied"], st.uidvalidity,
+                          st.uidnext, st.highestmodseq, "qresync",
+                          changed=frozenset(changes.changed))
+        scan.partial = Partial(rows=rows, journalled=len(journalled), messages=st.messages)
+        return scan
 
     def _identify_new(self, src: Store, scans: dict[int, FolderScan], *,
                       selected: bool = False) -> None:
@@ -448,7 +466,16 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
     # -- step 6: per folder ---------------------------------------------------------
     def _apply(self, src: Store, dst: Store, scan: FolderScan, result: PassResult) -> None:
         pair = scan.pair
-        known = self.journal.known(pair.id)
+        # After a scan that read the changed messages' rows only (scan.partial), read
+        # those rows again (moves may have re-keyed some to this folder since) and
+        # count the folder's: not every row.
+        part = scan.partial
+        if part is not None:
+            known = self.journal.known_of(pair.id, scan.changed or ())
+            journalled = self.journal.count(pair.id)
+        else:
+            known = self.journal.known(pair.id)
+            journalled = len(known)
         if not scan.new and not scan.vanished and not (pair.present and plan_folder(
                 self._changed_flags(scan), known).flag_changes):
             # Nothing to write (e.g. only moves arrived, or a change undone): the
@@ -458,12 +485,16 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
             return
         st = dst.select(pair.destination_name, readonly=False)
         if self.journal.track_uidvalidity(pair, "destination", st.uidvalidity):
+            if part is not None:  # every source message is needed now: read them all
+                src.select(pair.source_name, readonly=True)
+                scan.source_flags, scan.partial = src.uid_flags(), None
             scan.vanished = []
             scan.new = {u: NewMessage(uid=u) for u in scan.source_flags}
             scan.identified = False
             scan.changed = None  # re-adopted copies keep the destination's flags: plan all
             self._identify_new(src, {pair.id: scan})
             known = self.journal.known(pair.id)
+            journalled = len(known)
         copier = FolderCopier(self, src, dst, pair, st, result,
                               batch_bytes=getattr(self, "worker_batch_bytes", None),
                               live=getattr(self, "live", None),
@@ -477,11 +508,11 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
             # SizedNew's values() come in UID order, made one at a time as copied
             copier.copy(scan.new.values() if isinstance(scan.new, SizedNew)
                         else sorted(scan.new.values(), key=lambda m: m.uid),
-                        adopt=pair.last_synced_at is None or not known)
+                        adopt=pair.last_synced_at is None or not journalled)
         changes, want = self._flag_changes(pair, scan, st.permanent_flags)
         deleting: dict[int, Message] = {}
         if scan.vanished:
-            if self._deletion_allowed(pair, scan.vanished, len(known), result):
+            if self._deletion_allowed(pair, scan.vanished, journalled, result):
                 deleting = self.journal.rows(pair.id, scan.vanished)
             else:
                 scan.complete = False
@@ -494,7 +525,8 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
         # the next pass skip the folder or read only what changed after it.
         self.journal.settle_folder(pair.id, new_flags, deleted_ids, dict(
             source_uidvalidity=scan.uidvalidity, source_uidnext=scan.uidnext,
-            source_messages=len(scan.source_flags),
+            source_messages=(scan.partial.messages if scan.partial is not None
+                             else len(scan.source_flags)),
             source_highestmodseq=scan.highestmodseq if scan.complete else None,
             last_synced_at=utcnow(), sync_mode=scan.mode))
 

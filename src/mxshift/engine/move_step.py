@@ -34,7 +34,9 @@ class MoveStep:
         vanished: list[Candidate] = []
         for scan in scans.values():
             if scan.vanished:
-                known = self.journal.known(scan.pair.id)
+                # a scan of the changed messages' rows has the vanished ones' (partial)
+                known = (scan.partial.rows if scan.partial is not None
+                         else self.journal.known(scan.pair.id))
                 vanished += [Candidate(scan.pair.id, u, known[u].fingerprint)
                              for u in scan.vanished]
         if not vanished:

@@ -23,7 +23,7 @@ from imapclient.exceptions import ProtocolError
 from imapclient.response_parser import parse_fetch_response
 
 from mxshift.store.fetch_parse import parse_uid_flags
-from mxshift.store.uidset import compress_uids
+from mxshift.store.uidset import UidRuns, compress_uids
 
 _UID_SET_RE = re.compile(r"^\d+(?::\d+)?(?:,\d+(?::\d+)?)*$")
 
@@ -56,8 +56,12 @@ def select_parameter(uidvalidity: int, modseq: int, known_uids: Iterable[int] = 
     if uidvalidity <= 0 or modseq <= 0:
         raise ValueError(f"QRESYNC needs a UIDVALIDITY and a MODSEQ > 0, "
                          f"not {uidvalidity}/{modseq}")
-    uids = set(known_uids)
-    inner = f"{uidvalidity} {modseq}" + (f" {compress_uids(uids)}" if uids else "")
+    if isinstance(known_uids, UidRuns):
+        text = known_uids.text() if known_uids else ""
+    else:
+        uids = set(known_uids)
+        text = compress_uids(uids) if uids else ""
+    inner = f"{uidvalidity} {modseq}" + (f" {text}" if text else "")
     return f"(QRESYNC ({inner}))"
 
 

@@ -19,7 +19,7 @@ scans that folder on its own, as before.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ from imapclient.exceptions import IMAPClientError
 from mxshift.store import qresync
 from mxshift.store.base import FolderChanges, FolderStatus
 from mxshift.store.fetch_parse import parse_fetch_fast
+from mxshift.store.uidset import highest_uid
 
 if TYPE_CHECKING:
     from mxshift.store.imap import ImapStore
@@ -44,7 +45,7 @@ class ChangesRequest:
     folder: str
     uidvalidity: int
     modseq: int
-    known_uids: frozenset[int]
+    known_uids: Collection[int]  # a frozenset, or the journal's UidRuns
     first_new: int | None
 
 
@@ -181,7 +182,7 @@ def _with_added(changes: FolderChanges, r: ChangesRequest, data: dict | None,  #
     arrived that the request did not fetch (the listing was older than the EXAMINE)."""
     st = changes.status
     known = r.known_uids
-    first_new = max(known, default=0) + 1
+    first_new = highest_uid(known) + 1
     if not known or st.uidvalidity != r.uidvalidity or st.uidnext <= first_new:
         return changes  # nothing above the known UIDs (or a full scan follows anyway)
     if data is None:
