@@ -48,7 +48,6 @@ class Partial:
     """What a scan that read only the changed messages' rows knows of the rest."""
 
     rows: dict[int, Known]   # journal rows of the UIDs the source named (changed, vanished)
-    journalled: int          # journal rows of the folder pair, all states
     messages: int            # messages in the source folder (the answer's EXISTS)
 
 

@@ -412,7 +412,7 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
                           [u for u in gone if rows[u].state == "copied"], st.uidvalidity,
                           st.uidnext, st.highestmodseq, "qresync",
                           changed=frozenset(changes.changed))
-        scan.partial = Partial(rows=rows, journalled=len(journalled), messages=st.messages)
+        scan.partial = Partial(rows=rows, messages=st.messages)
         return scan
 
     def _identify_new(self, src: Store, scans: dict[int, FolderScan], *,
