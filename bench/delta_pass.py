@@ -157,8 +157,9 @@ def many_no_change(src_server, dst_server, work: Path, count: int, seed: int,  #
 
 
 def attach_spy(to: str) -> subprocess.Popen[bytes]:
-    """py-spy recording this process (the stack of the thread holding the GIL: where its CPU goes) until SIGINT.
-    The restores between passes are ``cp`` children, not sampled."""
+    """py-spy recording this process until SIGINT: the stack of whichever thread holds
+    the GIL (``--gil``), i.e. where its CPU goes. The restores between passes are
+    ``cp`` children, not sampled."""
     spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-r", "500", "--gil",
                             "-f", "raw", "-o", to, "--pid", str(os.getpid())],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -200,8 +201,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", help="write a cProfile of the delta passes to this file")
     ap.add_argument("--profile-no-change", help="write a cProfile of the no-change passes")
-    ap.add_argument("--spy", help="py-spy (raw stacks, every thread, CPU only) of the delta "
-                                  "passes into this file: cProfile sees one thread only")
+    ap.add_argument("--spy", help="py-spy --gil (raw stacks of the thread holding the GIL, "
+                                  "any thread) of the delta passes into this file: "
+                                  "cProfile sees one thread only")
     ap.add_argument("--many", type=int, default=0,
                     help="only step 5: a no-change pass over this many small mailboxes")
     ap.add_argument("--parallelism", type=int, default=4,
