@@ -354,3 +354,31 @@ def test_the_journalled_uids_as_runs_equal_the_rows(tmp_path: Path) -> None:
     assert merged.runs == [(1, 3), (5, 9), (12, 12)] and len(merged) == 9
     assert merged.text() == "1:3,5:9,12" == compress_uids(merged)
     assert 12 in merged and 4 not in merged and 10 not in merged
+
+
+def test_doomed_rows_equal_the_orm_rows(tmp_path: Path) -> None:
+    """``Journal.doomed`` (the deletion step's plain read) gives each journalled UID's
+    row id and destination UID as the ORM rows have them, skips UIDs not journalled,
+    and reads past its 500-UID slices."""
+    from mxshift.engine.journal import Journal
+    from mxshift.state.models import Message
+
+    db, mailbox_id, pair_id, _pass_id = _one_pair_state(tmp_path)
+    try:
+        rng = random.Random(5)
+        have = set(rng.sample(range(1, 4000), 1300))
+        with db.session() as s, s.begin():
+            s.add_all(Message(folder_pair_id=pair_id, source_uid=u, fingerprint=f"f{u}",
+                              destination_uid=rng.choice([None, u + 7]), state="copied")
+                      for u in have)
+        journal = Journal(db, mailbox_id, Hooks())
+        asked = set(rng.sample(range(1, 4000), 1800))
+        doomed = journal.doomed(pair_id, asked)
+        rows = journal.rows(pair_id, asked)
+        assert set(doomed) == set(rows) == asked & have and len(doomed) > 500
+        assert {u: (d.id, d.destination_uid) for u, d in doomed.items()} == \
+            {u: (r.id, r.destination_uid) for u, r in rows.items()}
+        assert any(d.destination_uid is None for d in doomed.values())
+        assert journal.doomed(pair_id, []) == {}
+    finally:
+        db.dispose()

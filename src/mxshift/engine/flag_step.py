@@ -14,10 +14,10 @@ from typing import Mapping
 
 from mxshift.engine.flag_plan import intent_text, store_commands
 from mxshift.engine.folder_scan import FolderScan
-from mxshift.engine.journal import Hooks, Journal
+from mxshift.engine.journal import Doomed, Hooks, Journal
 from mxshift.engine.pass_result import PassResult
 from mxshift.engine.plan import FlagChange, plan_folder
-from mxshift.state.models import FolderPair, Message
+from mxshift.state.models import FolderPair
 from mxshift.store.base import Store
 from mxshift.store.flag_map import FlagMap
 
@@ -73,7 +73,7 @@ class FlagStep:
         return {u: source[u] for u in scan.changed if u in source}
 
     def _write_changes(self, dst: Store, pair: FolderPair, changes: list[FlagChange],
-                       deleting: dict[int, Message], result: PassResult) -> None:
+                       deleting: dict[int, Doomed], result: PassResult) -> None:
         """A folder's flag changes and deletions: journalled in one transaction, sent in
         one round trip (one STORE per flag and direction, plus \\Deleted, pipelined),
         then UID EXPUNGE; the caller settles them in the folder's last transaction.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
@@ -77,6 +77,15 @@ def _known_rows(rows: list[tuple]) -> dict[int, Known]:
             flags = sets[text] = flags_set(text)
         out[uid] = Known(uid, dest, flags, fp, state)
     return out
+
+
+class Doomed(NamedTuple):
+    """A journal row about to be deleted (its source message vanished): what the
+    deletion step needs of it, read by one plain query instead of as ORM objects (a
+    delta's ORM loads of these rows were ~9% of its CPU)."""
+
+    id: int
+    destination_uid: int | None
 
 
 @dataclass(frozen=True)
@@ -230,6 +239,17 @@ class Journal:
             for i in range(0, len(wanted), 500):
                 out.update(_known_rows([tuple(r) for r in conn.execute(_KNOWN_IN, {
                     "b_pair": pair_id, "b_uids": wanted[i:i + 500]})]))
+        return out
+
+    def doomed(self, pair_id: int, uids: Iterable[int]) -> dict[int, Doomed]:
+        """Source UID -> :class:`Doomed` of the journalled ones among ``uids``."""
+        wanted = sorted(set(uids))
+        out: dict[int, Doomed] = {}
+        with self.db.reading() as conn:
+            for i in range(0, len(wanted), 500):
+                for uid, row_id, dest in conn.execute(_DOOMED, {
+                        "b_pair": pair_id, "b_uids": wanted[i:i + 500]}):
+                    out[uid] = Doomed(row_id, dest)
         return out
 
     def mapped_dest_uids(self, pair_id: int) -> set[int]:
@@ -466,6 +486,9 @@ _UID_RUNS = select(func.min(_RANKED.c.uid), func.max(_RANKED.c.uid)).group_by(_R
 _KNOWN_BETWEEN = _KNOWN.where(_M.c.source_uid.between(bindparam("b_first"),
                                                       bindparam("b_last")))
 _KNOWN_IN = _KNOWN.where(_M.c.source_uid.in_(bindparam("b_uids", expanding=True)))
+_DOOMED = select(_M.c.source_uid, _M.c.id, _M.c.destination_uid).where(
+    _M.c.folder_pair_id == bindparam("b_pair"),
+    _M.c.source_uid.in_(bindparam("b_uids", expanding=True)))
 _INTENT = update(_M).where(_BY_ROW).values(pending_flags=bindparam("b_text"),
                                             updated_at=bindparam("b_now"))
 _DELETING = update(_M).where(_BY_ROW).values(state="deleting", updated_at=bindparam("b_now"))

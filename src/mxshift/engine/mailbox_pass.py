@@ -33,7 +33,7 @@ from mxshift.engine.folder_pool import FolderPool, apply_guarded, scan_workers, 
 from mxshift.engine.parallel_scan import ParallelScan, SpareSources
 from mxshift.engine.limits import ByteBudget
 from mxshift.engine.serial_journal import SerialJournal
-from mxshift.engine.journal import Hooks, Journal
+from mxshift.engine.journal import Doomed, Hooks, Journal
 from mxshift.engine.plan import (deletion_blocked, plan_folder)
 from mxshift.engine.reconcile import reconcile
 from mxshift.engine.settings import PassSettings
@@ -510,10 +510,10 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
                         else sorted(scan.new.values(), key=lambda m: m.uid),
                         adopt=pair.last_synced_at is None or not journalled)
         changes, want = self._flag_changes(pair, scan, st.permanent_flags)
-        deleting: dict[int, Message] = {}
+        deleting: dict[int, Doomed] = {}
         if scan.vanished:
             if self._deletion_allowed(pair, scan.vanished, journalled, result):
-                deleting = self.journal.rows(pair.id, scan.vanished)
+                deleting = self.journal.doomed(pair.id, scan.vanished)
             else:
                 scan.complete = False
         self._write_changes(dst, pair, changes, deleting, result)
