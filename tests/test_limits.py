@@ -9,7 +9,7 @@ import pytest
 
 from mxshift.engine import limits
 from mxshift.engine.copier import MULTIAPPEND_MAX, NewMessage, iter_batches, needs_line_fix
-from mxshift.engine.folder_pool import (FOLDERS_PER_PAIR, PARALLEL_MIN_BYTES, schedule,
+from mxshift.engine.folder_pool import (DELTA_FOLDERS_PER_PAIR, PARALLEL_MIN_BYTES, schedule,
                                         worker_count)
 from mxshift.engine.limits import LocalLimiter, NoFreeSlot, open_limited, without_waiting
 from mxshift.errors import EndpointError
@@ -189,7 +189,7 @@ def test_worker_count_and_schedule() -> None:
     assert worker_count(scans, 1) == 1
     assert worker_count([_Scan(1, [10]), _Scan(2, [10])], 4) == 1  # too little to be worth it
     # A delta: little to copy, but each changed folder costs round trips of its own.
-    per = FOLDERS_PER_PAIR
+    per = DELTA_FOLDERS_PER_PAIR
     assert worker_count([_Scan(i, [10]) for i in range(per * 2 - 1)], 4) == 1
     assert worker_count([_Scan(i, []) for i in range(per * 2)], 4) == 2
     assert worker_count([_Scan(i, [10]) for i in range(per * 17)], 4) == 4

@@ -157,8 +157,12 @@ class FolderCopier:
                  status: FolderStatus, result: "PassResult", *,
                  batch_bytes: int | None = None, live: LiveProgress | None = None,
                  cancel: threading.Event | None = None,
-                 budget: ByteBudget | None = None) -> None:
+                 budget: ByteBudget | None = None,
+                 early: dict[int, RawMessage] | None = None) -> None:
         self.owner = owner
+        # Messages the pass read before this copy (engine/early_fetch.py), taken as
+        # they are copied; their bytes are held in the budget by the early read.
+        self.early = early if early is not None else {}
         self.journal = owner.journal
         self.hooks = owner.hooks
         self.settings = owner.settings
@@ -195,14 +199,14 @@ class FolderCopier:
             plan = next(plans, None)
             if plan is not None:
                 self._check_cancel()
-                prefetch.start(plan.fetch, sum(held_bytes(m.size) for m in plan.fetch))
+                prefetch.start(plan.fetch, self._held(plan.fetch))
             while plan is not None:
                 held = prefetch.take()
                 try:
                     self._check_cancel()
                     current, plan = plan, next(plans, None)
                     if plan is not None:  # the source reads the next batch meanwhile
-                        prefetch.start(plan.fetch, sum(held_bytes(m.size) for m in plan.fetch))
+                        prefetch.start(plan.fetch, self._held(plan.fetch))
                     self._batch(current, held.value, pool)
                 finally:
                     held.release()
@@ -214,6 +218,10 @@ class FolderCopier:
                 "flag_dropped", None, None, None,
                 f"the destination does not accept the keyword {keyword!r} (PERMANENTFLAGS); "
                 f"it was not set on {count} message(s)"))
+
+    def _held(self, msgs: list[NewMessage]) -> int:
+        """Budget a batch's fetch reserves: none for what the pass read early."""
+        return sum(held_bytes(m.size) for m in msgs if m.uid not in self.early)
 
     def _identified(self, messages: Collection[NewMessage],
                     adopting: bool) -> Collection[NewMessage]:
@@ -312,12 +320,20 @@ class FolderCopier:
 
     def _fetch_raw(self, uids: list[int], wanted: dict[int, NewMessage]) -> Iterator[RawMessage]:
         """The bytes of ``uids``: in memory, or spooled for a message above SPOOL_ABOVE
-        (which travels alone, so a batch is one or the other)."""
+        (which travels alone, so a batch is one or the other); first what the pass
+        read early (engine/early_fetch.py)."""
+        if self.early:
+            mine = [u for u in uids if u in self.early]
+            uids = [u for u in uids if u not in self.early]
+            for uid in mine:
+                yield self.early.pop(uid)
         for uid in [u for u in uids if wanted[u].size > SPOOL_ABOVE]:
             spooled = self.src.fetch_spooled(uid)
             if spooled is not None:  # None: expunged meanwhile
                 yield spooled
-        yield from self.src.fetch_raw([u for u in uids if wanted[u].size <= SPOOL_ABOVE])
+        rest = [u for u in uids if wanted[u].size <= SPOOL_ABOVE]
+        if rest:  # none: the source (a worker's logs in on first use) is not touched
+            yield from self.src.fetch_raw(rest)
 
     def _batch(self, plan: BatchPlan, fetched: list[Fetched],
                pool: dict[str, list[tuple[int, frozenset[str]]]] | None) -> None:

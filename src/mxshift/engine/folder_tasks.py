@@ -90,6 +90,7 @@ class SplitPass(MailboxPass):
                  **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.split_above, self.split_parts = split_above, split_parts
+        self.reads_early = split_above is None  # folders it hands off are read there
         self.send_parts = send_parts
         self.groups: list[frozenset[int]] = []
         self.part_tasks: list[str] = []

@@ -322,6 +322,23 @@ class ByteBudget:
         try:
             yield
         finally:
-            with self._cond:
-                self.free += size
-                self._cond.notify_all()
+            self.give_back(size)
+
+    def try_take(self, size: int, *, keep_free: int = 0) -> bool:
+        """Reserve ``size`` bytes now, or not at all (never waits): only when nobody is
+        queued and ``keep_free`` bytes stay free after it. The caller gives them back
+        with :meth:`give_back`. For a holder that does not wait (engine/early_fetch.py):
+        leaving room for the waiting kind keeps every ``hold`` servable."""
+        with self._cond:
+            if size <= 0:
+                return True
+            if self._serving != self._tickets or self.free - size < keep_free:
+                return False
+            self.free -= size
+            self.peak = max(self.peak, self.total - self.free)
+            return True
+
+    def give_back(self, size: int) -> None:
+        with self._cond:
+            self.free += size
+            self._cond.notify_all()

@@ -29,12 +29,14 @@ from sqlalchemy import delete, select
 from mxshift.engine import gmail_labels, lease, pass_rows
 from mxshift.engine.copier import FolderCopier, LiveProgress, NewMessage
 from mxshift.engine.dest_listing import ListedInBackground
-from mxshift.engine.folder_pool import FolderPool, apply_guarded, scan_workers, worker_count
+from mxshift.engine.early_fetch import BodySource, EarlyFetch, plan_early
+from mxshift.engine.folder_pool import (FolderPool, apply_guarded, delta_pairs, scan_workers,
+                                       worker_count)
 from mxshift.engine.parallel_scan import ParallelScan, SpareSources
-from mxshift.engine.limits import ByteBudget
+from mxshift.engine.limits import ByteBudget, NoFreeSlot, without_waiting
 from mxshift.engine.serial_journal import SerialJournal
 from mxshift.engine.journal import Doomed, Hooks, Journal
-from mxshift.engine.plan import (deletion_blocked, plan_folder)
+from mxshift.engine.plan import Candidate, deletion_blocked, plan_folder
 from mxshift.engine.reconcile import reconcile
 from mxshift.engine.settings import PassSettings
 from mxshift.errors import FolderError, MailboxError, SyncError
@@ -57,6 +59,9 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
     #: A part of a split pass (engine/folder_tasks.py) works on these folder pairs only
     #: and leaves the folder mapping to its plan pass; None: the whole mailbox.
     folders: frozenset[int] | None = None
+    #: A delta reads its new messages while the destination logs in (early_fetch.py);
+    #: a pass that may hand its folders to other tasks does not.
+    reads_early: bool = True
 
     def __init__(self, db: StateDB, mailbox_id: int, *, source: Callable[[], Store],
                  destination: Callable[[], Store], settings: PassSettings,
@@ -165,15 +170,46 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
             self._map_with(src, dst, src_folders, src_ns, dst_ns, dst_folders, result)
         self._identify_new(src, scans)
         moves = self._plan_moves(scans)
-        self._execute_moves(dst, scans, moves, pairs, result)
-        if self._handed_off(scans, result):
-            return
-        labels = gmail_labels.take_labels(self, dst, scans)  # [options] gmail_labels
-        self.progress.start(result.mailbox, sum(len(s.new) for s in scans.values()),
-                            sum(m.size for s in scans.values() for m in s.new.values()))
-        self._apply_all(src, dst, [scan for _, scan in sorted(scans.items())], result)
+        early = self._read_early(src, scans, moves)
+        try:
+            self._execute_moves(dst, scans, moves, pairs, result)
+            if self._handed_off(scans, result):
+                return
+            labels = gmail_labels.take_labels(self, dst, scans)  # [options] gmail_labels
+            self.early = early.result() if early is not None else {}
+            if self.early:
+                self.hooks.checkpoint("early read")  # read, nothing written for it yet
+            self.progress.start(result.mailbox, sum(len(s.new) for s in scans.values()),
+                                sum(m.size for s in scans.values() for m in s.new.values()))
+            self._apply_all(src, dst, [scan for _, scan in sorted(scans.items())], result)
+        finally:
+            if early is not None:
+                early.result()  # its thread is done: the source is this thread's again
+                early.close()   # the budget back, spools nobody took removed
         gmail_labels.apply_labels(self, src, dst, labels, scans, result)
         self._drop_gone_folders(dst, [s.pair for s in scans.values() if not s.pair.present])
+
+    def _read_early(self, src: Store, scans: dict[int, FolderScan],
+                    moves: list[tuple[Candidate, Candidate]]) -> EarlyFetch | None:
+        """Start reading the delta's new messages on the source, while the destination
+        logs in and moves (engine/early_fetch.py); None when not worth it or possible."""
+        if (not self.reads_early or self.settings.gmail_labels == "labels"
+                or not hasattr(src, "fetch_bodies_many")):
+            return None
+        plan = plan_early(sorted(scans.values(), key=lambda s: s.pair.id),
+                          {(new.pair_id, new.source_uid) for _, new in moves},
+                          size_limit=self.settings.max_message_size)
+        if plan is None:
+            return None
+        early = EarlyFetch(cast(BodySource, src), plan, self._byte_budget())
+        return early if early.start() else None
+
+    def _byte_budget(self) -> ByteBudget:
+        """The run's byte budget (sync.py), or this pass's own."""
+        budget = getattr(self, "budget", None)
+        if budget is None:
+            budget = self.budget = self.settings.budget or ByteBudget(self.settings.batch_bytes)
+        return budget
 
     def _scan_all(self, src: Store, pairs: dict[int, FolderPair], result: PassResult
                   ) -> list[tuple[FolderPair, FolderScan | FolderError | None]]:
@@ -185,14 +221,18 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
         changed = [p for p in todo if not self._listed_unchanged(p)]
         workers = scan_workers(len(changed), self.settings.folder_parallelism)
         mode = delta_mode(src.capabilities)
-        if workers > 1 and mode != "full-scan":
+        pairs_after = delta_pairs(len(changed), self.settings.folder_parallelism)
+        if pairs_after > 1 and mode != "full-scan":
             # The copy phase takes as many pairs (folder_pool.worker_count): their
             # destination halves log in now, while the source is scanned.
-            self.spare_destinations.warm(workers - 1)
+            self.spare_destinations.warm(pairs_after - 1)
         if mode == "qresync" and changed and hasattr(src, "select_changes_many"):
             # One connection reads every changed folder in one round trip
-            # (store/qresync_batch.py); the copy phase's source halves log in meanwhile.
-            self.spares.warm(workers - 1)
+            # (store/qresync_batch.py). A first pass's copy workers log in to the source
+            # meanwhile; a delta's read their new messages early, on this connection
+            # (early_fetch.py), and log in only if they need to after all.
+            if all(p.source_highestmodseq is None for p in changed):
+                self.spares.warm(workers - 1)
             read = self._changes_many(src, changed)
             out: list[tuple[FolderPair, FolderScan | FolderError | None]] = []
             for pair in todo:
@@ -258,15 +298,31 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
                             lambda scan, exc, part: self._folder_error(scan.pair, exc, part))
         workers = worker_count(scans, self.settings.folder_parallelism)
         self.worker_batch_bytes = max(1, self.settings.batch_bytes // workers)
-        self.budget = self.settings.budget or ByteBudget(self.settings.batch_bytes)
+        self._byte_budget()
         if workers == 1:
             for scan in scans:
                 one(src, dst, scan, result)
             return
-        FolderPool(src=src, dst=dst, open_source=self.spares.open,
+        open_source: Callable[[], Store] = self.spares.open
+        if self.early:
+            # The new messages were read early (early_fetch.py): a worker needs no source
+            # connection, so it logs in to the source only if it must after all.
+            open_source = lambda: cast(Store, LazyStore(self._spare_source_now))  # noqa: E731
+        FolderPool(src=src, dst=dst, open_source=open_source,
                    open_destination=self.spare_destinations.open, apply_one=one,
                    fresh_result=lambda: PassResult(mailbox=result.mailbox, kind=result.kind),
                    result=result, cancel=self.cancel).run(scans, workers)
+
+    def _spare_source_now(self) -> Store:
+        """A source connection for a copy worker that found it needs one after the early
+        read (a destination folder whose UIDVALIDITY changed is copied again): only if a
+        slot is free now. Opened inside the worker, a wait could be a wait for itself
+        (limits.without_waiting); without one, that folder waits for the next pass."""
+        try:
+            with without_waiting():
+                return self.spares.open()
+        except NoFreeSlot as exc:
+            raise FolderError(f"no source connection free for this folder now: {exc}") from None
 
     def _drop_gone_folders(self, dst: Store, gone: list[FolderPair]) -> None:
         """A folder deleted or renamed on the source goes on the destination too, but only
@@ -495,13 +551,14 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
             self._identify_new(src, {pair.id: scan})
             known = self.journal.known(pair.id)
             journalled = len(known)
+        early = getattr(self, "early", {}).get(pair.id, {})
         copier = FolderCopier(self, src, dst, pair, st, result,
                               batch_bytes=getattr(self, "worker_batch_bytes", None),
                               live=getattr(self, "live", None),
                               cancel=getattr(self, "cancel", None),
-                              budget=getattr(self, "budget", None))
+                              budget=getattr(self, "budget", None), early=early)
         if scan.new:
-            if pair.present:
+            if pair.present and not all(uid in early for uid in scan.new):
                 src.select(pair.source_name, readonly=True)
             # Until a folder's first pass completes, the destination may hold copies we
             # do not map yet (a previous tool, lost state, an interrupted adoption).

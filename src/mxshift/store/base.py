@@ -216,4 +216,6 @@ class Store(Protocol):
 def store_notes(store: object) -> list[str]:
     """What a store noted for the operator during its life (e.g. "server X throttled:
     connections reduced from 4 to 2"); a store without a ``notes`` list has none."""
+    if getattr(store, "opened", True) is False:
+        return []  # a LazyStore never logged in: asking it would log it in
     return list(getattr(store, "notes", None) or ())

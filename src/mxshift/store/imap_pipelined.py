@@ -24,7 +24,7 @@ from mxshift.store import imap_wire, throttle
 from mxshift.store.imap_session import _clean
 
 if TYPE_CHECKING:
-    from mxshift.store.base import FolderChanges
+    from mxshift.store.base import FolderChanges, RawMessage
     from mxshift.store.qresync_batch import ChangesRequest
 
 
@@ -57,6 +57,14 @@ class Pipelined:
         return {name: FolderError(f"cannot create folder {name!r}: {_clean(text)}",
                                   retry=Retry.FINAL)
                 for name, text in zip(names, answers) if text is not None}
+
+    def fetch_bodies_many(self, requests: list[tuple[str, int, list[int]]]
+                          ) -> list[dict[int, "RawMessage"] | None]:
+        """The bytes, flags and INTERNALDATE of several folders' messages in one round
+        trip (store/body_burst.py): per (folder, UIDVALIDITY, UIDs), UID -> message, or
+        None where the answer is not the whole story."""
+        from mxshift.store.body_burst import fetch_bodies_many
+        return fetch_bodies_many(self, requests)  # type: ignore[arg-type]
 
     def select_changes_many(self, requests: Iterable["ChangesRequest"]
                             ) -> list["FolderChanges | None"]:
