@@ -146,9 +146,54 @@ def test_a_failed_read_gives_the_budget_back_and_leaves_nothing(filled: Bed) -> 
     early = EarlyFetch(Broken(), plan, budget)  # type: ignore[arg-type]
     assert early.start()
     assert budget.free == (8 << 20) - 100
-    assert early.result() == {}  # the copy fetches them itself
+    assert early.folder(1) == {}  # the copy fetches them itself
     early.close()
     assert budget.free == 8 << 20
+
+
+def test_a_folder_is_handed_out_before_another_folders_large_message_is_in() -> None:
+    """Per-folder readiness: the copy of a folder of small messages starts while a large
+    one of another folder still streams into its file; the pass's own source (as its
+    copy worker sees it, AfterEarly) is free again only when the whole read is done."""
+    import threading
+    from datetime import datetime, timezone
+
+    from mxshift.engine.early_fetch import AfterEarly
+    from mxshift.store.base import RawMessage
+
+    release = threading.Event()
+    date = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+    class Source:  # the early read's side of a store, driven by the test
+        selected = ""
+
+        def fetch_bodies_many(self, requests):  # type: ignore[no-untyped-def]
+            return [{u: RawMessage(u, b"m", frozenset(), date) for u in uids}
+                    for _f, _v, uids in requests]
+
+        def select(self, folder: str, readonly: bool = False) -> None:
+            self.selected = folder
+
+        def fetch_spooled(self, uid: int) -> RawMessage:
+            assert release.wait(10)
+            return RawMessage(uid, b"L", frozenset(), date)
+
+    scans = [_Scan(1, {1: 10, 2: LARGE}), _Scan(2, {3: 10})]
+    plan = plan_early(scans, moved=())
+    assert plan is not None
+    source = Source()
+    early = EarlyFetch(source, plan, ByteBudget(64 << 20))  # type: ignore[arg-type]
+    assert early.start()
+    assert set(early.folder(2)) == {3}  # in, though folder 1's large message is not
+    used = threading.Thread(target=lambda: AfterEarly(source, early).select("X"))
+    used.start()
+    used.join(0.2)
+    assert used.is_alive() and source.selected == "F1"  # waits for the read to end
+    release.set()
+    used.join(10)
+    assert source.selected == "X"
+    assert set(early.folder(1)) == {1, 2} and early.folder(1) == {}  # taken once
+    early.close()
 
 
 # -- whole passes ------------------------------------------------------------------------

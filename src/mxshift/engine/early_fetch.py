@@ -103,17 +103,23 @@ def keep_free(budget: ByteBudget) -> int:
 class EarlyFetch:
     """The early read of one delta pass, in a thread on the pass's source store.
 
-    :meth:`start` reserves the budget and starts the thread (False: nothing read early);
-    :meth:`result` waits for it and gives each folder scan's messages by UID, or {} when
-    it failed (the copy then fetches them itself); :meth:`close` gives the budget back
-    and removes the temporary files nobody took. The source store must not be used by
-    anyone else between :meth:`start` and :meth:`result`."""
+    :meth:`start` reserves the budget and starts the thread (False: nothing read early).
+    :meth:`folder` waits for one folder's messages only (those without a large message
+    are in after the first round trip), so a copy worker starts on a folder while the
+    large messages of another still stream into their files; {} when the read failed
+    before that folder was handed out (the copy then fetches them itself, from a source
+    no longer in use: the thread is done). :meth:`join` waits for the whole read: the
+    source store is the caller's again. :meth:`close` joins, gives the budget back and
+    removes the temporary files nobody took."""
 
     def __init__(self, src: BodySource, plan: EarlyPlan, budget: ByteBudget) -> None:
         self.src, self.plan, self.budget = src, plan, budget
         self._held = 0
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         self._got: dict[int, dict[int, RawMessage]] = {}
+        self._ready = {scan.pair.id: threading.Event() for scan, _, _ in plan.folders}
+        self._handed: set[int] = set()
         self._failed = False
 
     def start(self) -> bool:
@@ -125,51 +131,81 @@ class EarlyFetch:
         return True
 
     def _read(self) -> None:
-        got: dict[int, dict[int, RawMessage]] = {}
-        self._got = got  # what is read so far: closed on a failure
         try:
             small = [(scan, uids) for scan, uids, _ in self.plan.folders if uids]
             answers = self.src.fetch_bodies_many(
                 [(s.pair.source_name, s.uidvalidity, uids) for s, uids in small])
             for (scan, uids), found in zip(small, answers):
                 if found is None or set(found) != set(uids):
-                    self._failed = True  # refused, expunged meanwhile, another UIDVALIDITY
-                    return
-                got[scan.pair.id] = dict(found)
+                    return self._fail()  # refused, expunged meanwhile, another UIDVALIDITY
+                self._got[scan.pair.id] = dict(found)
+            for scan, _, large in self.plan.folders:
+                if not large:
+                    self._ready[scan.pair.id].set()
             for scan, _, large in self.plan.folders:
                 if not large:
                     continue
                 self.src.select(scan.pair.source_name, readonly=True)
-                mine = got.setdefault(scan.pair.id, {})
+                mine = self._got.setdefault(scan.pair.id, {})
                 for uid in large:
                     raw = self.src.fetch_spooled(uid)
                     if raw is None:
-                        self._failed = True
-                        return
+                        return self._fail()
                     mine[uid] = raw
+                self._ready[scan.pair.id].set()
         except Exception:  # noqa: BLE001 - the copy fetches them itself and reports errors
-            self._failed = True
-        finally:
-            if self._failed:
-                _close_spools(self._got.values())
-                self._got = {}
+            self._fail()
 
-    def result(self) -> dict[int, dict[int, RawMessage]]:
-        """Pair id -> source UID -> message; {} when nothing was read early."""
-        if self._thread is None:
+    def _fail(self) -> None:
+        """Drop what nobody took yet; every folder still waiting gets {}."""
+        with self._lock:
+            self._failed = True
+            dropped = [found for pid, found in self._got.items() if pid not in self._handed]
+            self._got = {pid: f for pid, f in self._got.items() if pid in self._handed}
+        _close_spools(dropped)
+        for event in self._ready.values():
+            event.set()
+
+    def folder(self, pair_id: int) -> dict[int, RawMessage]:
+        """The folder pair's messages read early (UID -> message), once they are in;
+        taken by the caller (its copy pops them)."""
+        event = self._ready.get(pair_id)
+        if event is None or self._thread is None:
             return {}
-        self._thread.join()
-        if self._failed or not self._got:
-            self.close()
-            return {}
-        return self._got
+        event.wait()
+        with self._lock:
+            if pair_id in self._handed or (self._failed and pair_id not in self._got):
+                return {}
+            self._handed.add(pair_id)
+            return self._got.get(pair_id, {})
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
 
     def close(self) -> None:
-        _close_spools(self._got.values())
-        self._got = {}
+        self.join()
+        with self._lock:
+            left, self._got = list(self._got.values()), {}
+        _close_spools(left)
         if self._held:
             self.budget.give_back(self._held)
             self._held = 0
+
+
+class AfterEarly:
+    """The pass's own source store as its copy worker sees it: any use first waits for
+    the early read on it to end (one connection, one command stream). A worker that
+    copies what was read early never uses it, so never waits."""
+
+    def __init__(self, store: object, early: EarlyFetch) -> None:
+        self._store, self._early = store, early
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        self._early.join()
+        return getattr(self._store, name)
 
 
 def _close_spools(folders: Iterable[dict[int, RawMessage]]) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy import delete, select
 from mxshift.engine import gmail_labels, lease, pass_rows
 from mxshift.engine.copier import FolderCopier, LiveProgress, NewMessage
 from mxshift.engine.dest_listing import ListedInBackground
-from mxshift.engine.early_fetch import BodySource, EarlyFetch, plan_early
+from mxshift.engine.early_fetch import AfterEarly, BodySource, EarlyFetch, plan_early
 from mxshift.engine.folder_pool import (FolderPool, apply_guarded, delta_pairs, scan_workers,
                                        worker_count)
 from mxshift.engine.parallel_scan import ParallelScan, SpareSources
@@ -176,16 +176,13 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
             if self._handed_off(scans, result):
                 return
             labels = gmail_labels.take_labels(self, dst, scans)  # [options] gmail_labels
-            self.early = early.result() if early is not None else {}
-            if self.early:
-                self.hooks.checkpoint("early read")  # read, nothing written for it yet
+            self.early_read = early
             self.progress.start(result.mailbox, sum(len(s.new) for s in scans.values()),
                                 sum(m.size for s in scans.values() for m in s.new.values()))
             self._apply_all(src, dst, [scan for _, scan in sorted(scans.items())], result)
         finally:
-            if early is not None:
-                early.result()  # its thread is done: the source is this thread's again
-                early.close()   # the budget back, spools nobody took removed
+            if early is not None:  # its thread joined (the source is this thread's
+                early.close()      # again), the budget back, spools nobody took removed
         gmail_labels.apply_labels(self, src, dst, labels, scans, result)
         self._drop_gone_folders(dst, [s.pair for s in scans.values() if not s.pair.present])
 
@@ -297,6 +294,9 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
         one = apply_guarded(self._apply,
                             lambda scan, exc, part: self._folder_error(scan.pair, exc, part))
         workers = worker_count(scans, self.settings.folder_parallelism)
+        early = getattr(self, "early_read", None)
+        if early is not None:
+            src = cast(Store, AfterEarly(src, early))  # in use by the early read meanwhile
         self.worker_batch_bytes = max(1, self.settings.batch_bytes // workers)
         self._byte_budget()
         if workers == 1:
@@ -304,7 +304,7 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
                 one(src, dst, scan, result)
             return
         open_source: Callable[[], Store] = self.spares.open
-        if self.early:
+        if early is not None:
             # The new messages were read early (early_fetch.py): a worker needs no source
             # connection, so it logs in to the source only if it must after all.
             open_source = lambda: cast(Store, LazyStore(self._spare_source_now))  # noqa: E731
@@ -551,7 +551,10 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
             self._identify_new(src, {pair.id: scan})
             known = self.journal.known(pair.id)
             journalled = len(known)
-        early = getattr(self, "early", {}).get(pair.id, {})
+        early_read = getattr(self, "early_read", None)
+        early = early_read.folder(pair.id) if early_read is not None else {}
+        if early:
+            self.hooks.checkpoint("early read")  # this folder's read, nothing written yet
         copier = FolderCopier(self, src, dst, pair, st, result,
                               batch_bytes=getattr(self, "worker_batch_bytes", None),
                               live=getattr(self, "live", None),
