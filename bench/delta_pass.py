@@ -75,8 +75,10 @@ def _counting_send(self: imaplib.IMAP4, data: bytes) -> None:
             COMMANDS["(round trips)"] += 1
         _read_since_send[id(self)] = False
         if TRACE:
-            print(f"   > {(time.monotonic() - _T0[0]) * 1000:7.1f} ms", self.port,
-                  data.split(b"\r\n", 1)[0][:100].decode("ascii", "replace"))
+            line = data.split(b"\r\n", 1)[0][:100].decode("ascii", "replace")
+            if verb in ("LOGIN", "AUTHENTICATE"):  # the test accounts' passwords stay out
+                line = line.split(verb, 1)[0] + verb + " ***"
+            print(f"   > {(time.monotonic() - _T0[0]) * 1000:7.1f} ms", self.port, line)
     _send(self, data)
 
 
