@@ -177,6 +177,22 @@ def test_wrong_key_says_what_changed(tmp_path: Path) -> None:
     assert KEY_ENV in str(info.value) and ".mxshift.key" in str(info.value)
 
 
+def test_prepare_loads_the_key_only_for_sealed_literals(tmp_path: Path) -> None:
+    box = SecretBox(tmp_path)
+    sealed = box.seal(SecretRef("literal", "pw"))
+    fresh = SecretBox(tmp_path)
+    fresh.prepare(["env:PW", None, "file:/x"])  # references: no cipher, no key read
+    assert fresh._fernet is None
+    fresh.prepare(iter(["env:PW", sealed]))
+    assert fresh._fernet is not None
+    assert fresh.open(sealed) == SecretRef("literal", "pw")
+    keyless = SecretBox(tmp_path / "elsewhere")
+    keyless.prepare([sealed])  # no key: left for the pass to report, nothing created
+    assert keyless._fernet is None and not keyless.key_path.exists()
+    with pytest.raises(MxshiftError, match="no key"):
+        keyless.open(sealed)
+
+
 def test_open_without_any_key_does_not_create_one(tmp_path: Path) -> None:
     sealed = SecretBox(tmp_path / "a").seal(SecretRef("literal", PLAIN))
     with pytest.raises(MxshiftError, match="cannot decrypt.*no key"):

@@ -108,6 +108,7 @@ def sync(proj: OpenProject, *, only: str | None = None, allow_mass_delete: bool 
         budget=ByteBudget(settings.batch_bytes))
     args = [(m.id, m.source_user, m.source_secret, m.destination_user, m.destination_secret,
              m.cutover_at is not None) for m in mailboxes]
+    proj.box.prepare(s for m in mailboxes for s in (m.source_secret, m.destination_secret))
     if workers == 1:
         ran = [one(*a) for a in args]
     else:
