@@ -19,7 +19,8 @@ from mxshift.engine.journal import SimulatedCrash
 from mxshift.engine.limits import ByteBudget, LocalLimiter
 from mxshift.engine import folder_pool, limits
 from mxshift.store.spool import CHUNK, SPOOL_ABOVE, Spool
-from test_parallel_delta import Count, change_every_folder
+from test_parallel_delta import Count, change_every_folder, resumed_exactly, spy_logins
+from test_engine_scenarios import recreate_folder
 from test_parallel_folders import CrashAfter, run
 
 LARGE = SPOOL_ABOVE + 300_000  # one message that travels through a spool
@@ -229,14 +230,7 @@ def test_a_delta_reads_its_new_messages_early_and_stays_exact(
         copied: Bed, limiter: LocalLimiter, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run(copied, folder_parallelism=4).status == "ok"
     _delta_with_a_large_message(copied)
-    logins: list[int] = []
-    real = imaplib.IMAP4.send
-
-    def send(self: imaplib.IMAP4, data: bytes) -> None:
-        if data.startswith(self.tagpre) and data.split(None, 2)[1].upper() == b"LOGIN":
-            logins.append(self.port)
-        real(self, data)
-
+    logins = spy_logins(monkeypatch)
     read: list[int] = []  # UIDs read early, per start
     starts = EarlyFetch.start
 
@@ -251,7 +245,6 @@ def test_a_delta_reads_its_new_messages_early_and_stays_exact(
         opened(self, *a, **k)
         spools.append(self)
 
-    monkeypatch.setattr(imaplib.IMAP4, "send", send)
     monkeypatch.setattr(EarlyFetch, "start", start)
     monkeypatch.setattr(Spool, "__init__", spool_init)
     budget = ByteBudget(8 << 20)
@@ -313,13 +306,7 @@ def test_a_crash_at_every_step_of_a_delta_read_early_then_rerun_is_exact(
             with pytest.raises(SimulatedCrash):
                 run(bed, hooks=CrashAfter(n), folder_parallelism=4, budget=budget)
             assert budget.free == budget.total, (n, count.labels[n - 1])
-            resumed = run(bed, folder_parallelism=4)
-            assert resumed.status == "ok", (n, resumed.error)
-            assert bed.differences() == [], (n, count.labels[n - 1])
-            assert set(bed.journal_states()) == {"copied"}, n
-            quiet = run(bed, folder_parallelism=4)
-            assert (quiet.copied, quiet.deleted, quiet.moved, quiet.flags_updated,
-                    quiet.adopted) == (0, 0, 0, 0, 0), n
+            resumed_exactly(bed, (n, count.labels[n - 1]))
         finally:
             bed.close()
 
@@ -331,14 +318,7 @@ def _recreate_destination_folders(bed: Bed) -> int:
     names = sorted(n for fl, _d, n in c.list_folders()
                    if b"\\Noselect" not in fl and n.upper() != "INBOX")
     for name in names:
-        c.select_folder(name)
-        data = c.fetch(c.search("ALL"), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
-        c.close_folder()
-        c.delete_folder(name)
-        c.create_folder(name)
-        for item in data.values():
-            flags = [f for f in item[b"FLAGS"] if f != b"\\Recent"]
-            c.append(name, item[b"BODY[]"], flags=flags, msg_time=item[b"INTERNALDATE"])
+        recreate_folder(bed, "dst", name)
     return len(names)
 
 
@@ -355,19 +335,11 @@ def test_a_worker_that_needs_the_source_after_all_logs_in_then(
             c.append(name, make_message(900 + i, subject=f"new in {name}"))
     assert _recreate_destination_folders(copied) >= 8
     monkeypatch.setattr(folder_pool, "DELTA_FOLDERS_PER_PAIR", 4)  # several workers
-    logins: list[int] = []
-    real = imaplib.IMAP4.send
-
-    def send(self: imaplib.IMAP4, data: bytes) -> None:
-        if data.startswith(self.tagpre) and data.split(None, 2)[1].upper() == b"LOGIN":
-            logins.append(self.port)
-        real(self, data)
-
+    logins = spy_logins(monkeypatch)
     started: list[bool] = []
     starts = EarlyFetch.start
     monkeypatch.setattr(EarlyFetch, "start", lambda self: started.append(starts(self)) or
                         started[-1])
-    monkeypatch.setattr(imaplib.IMAP4, "send", send)
     result = run(copied, folder_parallelism=4)
     monkeypatch.undo()
     assert result.status == "ok", result.error

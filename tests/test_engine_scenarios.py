@@ -121,10 +121,11 @@ def everything(bed: Bed) -> None:
     bed.put(("New Folder",), [make_message(40)], flags=["\\Seen", "$Label2"])
 
 
-def recreate_folder(bed: Bed, side: str = "src") -> None:
-    """Deleted and re-created with the same mail: a new UIDVALIDITY, the same messages."""
+def recreate_folder(bed: Bed, side: str = "src", name: str | None = None) -> None:
+    """Deleted and re-created with the same mail: a new UIDVALIDITY, the same messages.
+    ``name``: the server's name of the folder (default: Projects/2024's)."""
     c = bed.source() if side == "src" else bed.dest()
-    name = bed.folder(side, "Projects", "2024")
+    name = name or bed.folder(side, "Projects", "2024")
     c.select_folder(name)
     data = c.fetch(c.search("ALL"), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
     c.close_folder()

@@ -40,6 +40,32 @@ class Count(Hooks):
         self.labels.append(label)
 
 
+def spy_logins(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The port of every LOGIN sent from now on (a spy: the real send follows)."""
+    logins: list[int] = []
+    real = imaplib.IMAP4.send
+
+    def send(self: imaplib.IMAP4, data: bytes) -> None:
+        if data.startswith(self.tagpre) and data.split(None, 2)[1].upper() == b"LOGIN":
+            logins.append(self.port)
+        real(self, data)
+
+    monkeypatch.setattr(imaplib.IMAP4, "send", send)
+    return logins
+
+
+def resumed_exactly(bed: Bed, step: object) -> None:
+    """After a crash at ``step``: a re-run is exact, every row settled, and a pass after
+    it has nothing left to do."""
+    resumed = run(bed, folder_parallelism=4)
+    assert resumed.status == "ok", (step, resumed.error)
+    assert bed.differences() == [], step
+    assert set(bed.journal_states()) == {"copied"}, step
+    quiet = run(bed, folder_parallelism=4)
+    assert (quiet.copied, quiet.deleted, quiet.moved, quiet.flags_updated,
+            quiet.adopted) == (0, 0, 0, 0, 0), step
+
+
 def change_every_folder(bed: Bed) -> int:
     """In every folder: one flag toggled, one message deleted, one new; and one message
     moved from INBOX to another folder. Returns the number of changed folders."""
@@ -71,14 +97,7 @@ def test_a_delta_over_many_folders_uses_several_connections_and_is_exact(
     changed = change_every_folder(bed)
     assert changed >= 2 * FOLDERS_PER_PAIR  # enough for the pool to open a second pair
     limiter.peak.clear()
-    logins: list[int] = []  # the port of every LOGIN sent (a spy: the real send follows)
-    real = imaplib.IMAP4.send
-
-    def send(self: imaplib.IMAP4, data: bytes) -> None:
-        if data.startswith(self.tagpre) and data.split(None, 2)[1].upper() == b"LOGIN":
-            logins.append(self.port)
-        real(self, data)
-
+    logins = spy_logins(monkeypatch)
     answered: list[bool] = []  # per folder: read in the pipelined burst (qresync_batch)
     many = ImapStore.select_changes_many
 
@@ -87,7 +106,6 @@ def test_a_delta_over_many_folders_uses_several_connections_and_is_exact(
         answered.extend(a is not None for a in out)
         return out
 
-    monkeypatch.setattr(imaplib.IMAP4, "send", send)
     monkeypatch.setattr(ImapStore, "select_changes_many", read_many)
     result = run(bed, folder_parallelism=4)
     monkeypatch.undo()
@@ -137,12 +155,6 @@ def test_a_crash_at_every_step_of_a_parallel_delta_then_rerun_is_exact(
             change_every_folder(bed)
             with pytest.raises(SimulatedCrash):
                 run(bed, hooks=CrashAfter(n), folder_parallelism=4)
-            resumed = run(bed, folder_parallelism=4)
-            assert resumed.status == "ok", (n, resumed.error)
-            assert bed.differences() == [], (n, count.labels[n - 1])
-            assert set(bed.journal_states()) == {"copied"}, n
-            quiet = run(bed, folder_parallelism=4)
-            assert (quiet.copied, quiet.deleted, quiet.moved, quiet.flags_updated,
-                    quiet.adopted) == (0, 0, 0, 0, 0), n
+            resumed_exactly(bed, (n, count.labels[n - 1]))
         finally:
             bed.close()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from mxshift.store.base import RawMessage
 from mxshift.store.fetch_parse import _flags, parse_fetch_fast
+from mxshift.store.qresync_batch import begin_burst
 from mxshift.store.uidset import compress_uids
 
 if TYPE_CHECKING:
@@ -34,11 +35,7 @@ def fetch_bodies_many(store: "ImapStore", requests: list[tuple[str, int, list[in
 
     def burst() -> list[dict[int, RawMessage] | None]:
         c = store._c
-        imap = c._imap  # looked up each time: a reconnect replaces the client
-        store._selected = None
-        imap.untagged_responses = {}
-        imap.is_readonly = True
-        imap.state = "SELECTED"  # imaplib sends UID FETCH only in this state
+        imap = begin_burst(store)
         tags = [(imap._command("EXAMINE", c._normalise_folder(folder)),
                  imap._command("UID", "FETCH", compress_uids(uids), _ITEMS))
                 for folder, _validity, uids in requests]

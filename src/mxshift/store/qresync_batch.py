@@ -100,11 +100,7 @@ def _burst(store: "ImapStore", requests: Iterable[ChangesRequest]
     if first is None:
         return []  # nothing asked: the connection is left as it is
     c = store._c
-    imap = c._imap  # looked up each time: a reconnect replaces the client
-    store._selected = None
-    imap.untagged_responses = {}
-    imap.is_readonly = True
-    imap.state = "SELECTED"  # imaplib sends UID FETCH only in this state
+    imap = begin_burst(store)
     tags: list[tuple[str, str | None]] = []
     asked: list[ChangesRequest] = []
     for r in itertools.chain([first], pending):
@@ -149,6 +145,18 @@ def _burst(store: "ImapStore", requests: Iterable[ChangesRequest]
     else:
         imap.state = "AUTH"  # the last EXAMINE may have failed: nothing known selected
     return out
+
+
+def begin_burst(store: "ImapStore"):  # type: ignore[no-untyped-def]
+    """The store's imaplib client, ready for a pipelined burst of EXAMINEs and UID
+    FETCHes (store/body_burst.py too): no folder known as selected, no answers left
+    over, and the state imaplib wants before it sends a UID FETCH."""
+    imap = store._c._imap  # looked up each time: a reconnect replaces the client
+    store._selected = None
+    imap.untagged_responses = {}
+    imap.is_readonly = True
+    imap.state = "SELECTED"  # imaplib sends UID FETCH only in this state
+    return imap
 
 
 def _changes(c, r: ChangesRequest, untagged: dict) -> FolderChanges | None:  # type: ignore[no-untyped-def]
