@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from mxshift.engine.limits import ByteBudget
 from mxshift.store.base import RawMessage
@@ -34,6 +34,8 @@ from mxshift.store.spool import CHUNK, SPOOL_ABOVE, Spool
 
 if TYPE_CHECKING:
     from mxshift.engine.folder_scan import FolderScan
+    from mxshift.engine.plan import Candidate
+    from mxshift.engine.settings import PassSettings
 
 #: A delta with more new bytes than this is copied as a first copy is (batch by batch,
 #: fetched as the copy goes): the early read is for the hourly delta, not a backlog.
@@ -91,6 +93,24 @@ def plan_early(scans: Iterable["FolderScan"], moved: Collection[tuple[int, int]]
         return None
     plan.memory += CHUNK if spooled else 0  # a spool holds one chunk while it is read
     return plan
+
+
+def read_early(src: object, scans: "dict[int, FolderScan]",
+               moves: "list[tuple[Candidate, Candidate]]", settings: "PassSettings",
+               budget: ByteBudget, *, enabled: bool = True) -> "EarlyFetch | None":
+    """Start reading a delta's new messages on ``src`` (the pass's scan connection) while
+    the destination logs in and moves; None when there is nothing worth reading early,
+    the store cannot (no pipelined reads), Gmail labelling matches the new messages
+    itself, or the budget has no room."""
+    if not enabled or settings.gmail_labels == "labels" or not hasattr(src, "fetch_bodies_many"):
+        return None
+    plan = plan_early(sorted(scans.values(), key=lambda s: s.pair.id),
+                      {(new.pair_id, new.source_uid) for _, new in moves},
+                      size_limit=settings.max_message_size)
+    if plan is None:
+        return None
+    early = EarlyFetch(cast(BodySource, src), plan, budget)
+    return early if early.start() else None
 
 
 def keep_free(budget: ByteBudget) -> int:

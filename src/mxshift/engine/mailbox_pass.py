@@ -29,14 +29,14 @@ from sqlalchemy import delete, select
 from mxshift.engine import gmail_labels, lease, pass_rows
 from mxshift.engine.copier import FolderCopier, LiveProgress, NewMessage
 from mxshift.engine.dest_listing import ListedInBackground
-from mxshift.engine.early_fetch import AfterEarly, BodySource, EarlyFetch, plan_early
+from mxshift.engine.early_fetch import AfterEarly, read_early
 from mxshift.engine.folder_pool import (FolderPool, apply_guarded, delta_pairs, scan_workers,
                                        worker_count)
 from mxshift.engine.parallel_scan import ParallelScan, SpareSources
-from mxshift.engine.limits import ByteBudget, NoFreeSlot, without_waiting
+from mxshift.engine.limits import ByteBudget
 from mxshift.engine.serial_journal import SerialJournal
 from mxshift.engine.journal import Doomed, Hooks, Journal
-from mxshift.engine.plan import Candidate, deletion_blocked, plan_folder
+from mxshift.engine.plan import deletion_blocked, plan_folder
 from mxshift.engine.reconcile import reconcile
 from mxshift.engine.settings import PassSettings
 from mxshift.errors import FolderError, MailboxError, SyncError
@@ -76,6 +76,8 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
         self.hooks = hooks or Hooks()
         self.progress = progress or NoProgress()
         self.journal = Journal(db, mailbox_id, self.hooks)
+        # The run's byte budget (sync.py), or this pass's own.
+        self.budget = settings.budget or ByteBudget(settings.batch_bytes)
         # STATUS of the source folders as the pass's first LIST answered it (LIST-STATUS)
         self.source_status: dict[str, FolderStatus] = {}
         # journalled UIDs of the folders the QRESYNC burst asked about (_changes_many)
@@ -170,7 +172,8 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
             self._map_with(src, dst, src_folders, src_ns, dst_ns, dst_folders, result)
         self._identify_new(src, scans)
         moves = self._plan_moves(scans)
-        early = self._read_early(src, scans, moves)
+        early = read_early(src, scans, moves, self.settings, self.budget,
+                           enabled=self.reads_early)
         try:
             self._execute_moves(dst, scans, moves, pairs, result)
             if self._handed_off(scans, result):
@@ -185,28 +188,6 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
                 early.close()      # again), the budget back, spools nobody took removed
         gmail_labels.apply_labels(self, src, dst, labels, scans, result)
         self._drop_gone_folders(dst, [s.pair for s in scans.values() if not s.pair.present])
-
-    def _read_early(self, src: Store, scans: dict[int, FolderScan],
-                    moves: list[tuple[Candidate, Candidate]]) -> EarlyFetch | None:
-        """Start reading the delta's new messages on the source, while the destination
-        logs in and moves (engine/early_fetch.py); None when not worth it or possible."""
-        if (not self.reads_early or self.settings.gmail_labels == "labels"
-                or not hasattr(src, "fetch_bodies_many")):
-            return None
-        plan = plan_early(sorted(scans.values(), key=lambda s: s.pair.id),
-                          {(new.pair_id, new.source_uid) for _, new in moves},
-                          size_limit=self.settings.max_message_size)
-        if plan is None:
-            return None
-        early = EarlyFetch(cast(BodySource, src), plan, self._byte_budget())
-        return early if early.start() else None
-
-    def _byte_budget(self) -> ByteBudget:
-        """The run's byte budget (sync.py), or this pass's own."""
-        budget = getattr(self, "budget", None)
-        if budget is None:
-            budget = self.budget = self.settings.budget or ByteBudget(self.settings.batch_bytes)
-        return budget
 
     def _scan_all(self, src: Store, pairs: dict[int, FolderPair], result: PassResult
                   ) -> list[tuple[FolderPair, FolderScan | FolderError | None]]:
@@ -226,8 +207,7 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
         if mode == "qresync" and changed and hasattr(src, "select_changes_many"):
             # One connection reads every changed folder in one round trip
             # (store/qresync_batch.py). A first pass's copy workers log in to the source
-            # meanwhile; a delta's read their new messages early, on this connection
-            # (early_fetch.py), and log in only if they need to after all.
+            # meanwhile; a delta's read its new messages early instead (early_fetch.py).
             if all(p.source_highestmodseq is None for p in changed):
                 self.spares.warm(workers - 1)
             read = self._changes_many(src, changed)
@@ -298,7 +278,6 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
         if early is not None:
             src = cast(Store, AfterEarly(src, early))  # in use by the early read meanwhile
         self.worker_batch_bytes = max(1, self.settings.batch_bytes // workers)
-        self._byte_budget()
         if workers == 1:
             for scan in scans:
                 one(src, dst, scan, result)
@@ -307,22 +286,11 @@ class MailboxPass(FolderStep, MoveStep, FlagStep):
         if early is not None:
             # The new messages were read early (early_fetch.py): a worker needs no source
             # connection, so it logs in to the source only if it must after all.
-            open_source = lambda: cast(Store, LazyStore(self._spare_source_now))  # noqa: E731
+            open_source = lambda: cast(Store, LazyStore(self.spares.open_now))  # noqa: E731
         FolderPool(src=src, dst=dst, open_source=open_source,
                    open_destination=self.spare_destinations.open, apply_one=one,
                    fresh_result=lambda: PassResult(mailbox=result.mailbox, kind=result.kind),
                    result=result, cancel=self.cancel).run(scans, workers)
-
-    def _spare_source_now(self) -> Store:
-        """A source connection for a copy worker that found it needs one after the early
-        read (a destination folder whose UIDVALIDITY changed is copied again): only if a
-        slot is free now. Opened inside the worker, a wait could be a wait for itself
-        (limits.without_waiting); without one, that folder waits for the next pass."""
-        try:
-            with without_waiting():
-                return self.spares.open()
-        except NoFreeSlot as exc:
-            raise FolderError(f"no source connection free for this folder now: {exc}") from None
 
     def _drop_gone_folders(self, dst: Store, gone: list[FolderPair]) -> None:
         """A folder deleted or renamed on the source goes on the destination too, but only

@@ -24,7 +24,7 @@ import threading
 from typing import Callable, Generic, TypeVar
 
 from mxshift.engine.folder_pool import join_working, refused_quietly
-from mxshift.engine.limits import without_waiting
+from mxshift.engine.limits import NoFreeSlot, without_waiting
 from mxshift.errors import FolderError
 from mxshift.store.base import Store
 
@@ -84,6 +84,18 @@ class SpareSources:
             self._warming += count
         for i in range(count):
             threading.Thread(target=login, name=f"warm-{i}", daemon=True).start()
+
+    def open_now(self) -> Store:
+        """:meth:`open`, for a copy worker that finds it needs a source connection after
+        all (engine/early_fetch.py: a destination folder whose UIDVALIDITY changed is
+        copied again): only if a slot is free now. Opened inside the worker, a wait could
+        be a wait for itself (limits.without_waiting); without a slot, that folder waits
+        for the next pass."""
+        try:
+            with without_waiting():
+                return self.open()
+        except NoFreeSlot as exc:
+            raise FolderError(f"no source connection free for this folder now: {exc}") from None
 
     def open(self) -> Store:
         """A spare store, waiting for one being warmed; else a new one."""
