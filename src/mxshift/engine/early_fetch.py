@@ -14,8 +14,10 @@ What keeps memory bounded: the bytes held are reserved in the run's byte budget
 (engine/limits.py ``ByteBudget.try_take``) before anything is read, without waiting and
 leaving half of it free for the copy's own reservations; when the budget has no room,
 or the delta is larger than :data:`EARLY_MAX_BYTES`, nothing is read early and the copy
-fetches as it always did. All or nothing: either every message a folder's copy needs is
-here, or none is, so a copy worker never waits for budget that this pass holds.
+fetches as it always did. All or nothing: the read is planned for every message the copy
+will need, or not made. What it leaves free is at least the copy's largest single
+reservation, so a copy that fetches after all (the read failed, or a folder is copied
+again) is still served while this pass holds its share.
 
 Journalling is untouched: the copier records each batch as pending before its APPEND
 and settles it after, whether its bytes came from here or from the source just then.
