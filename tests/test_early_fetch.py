@@ -19,7 +19,8 @@ from mxshift.engine.journal import SimulatedCrash
 from mxshift.engine.limits import ByteBudget, LocalLimiter
 from mxshift.engine import folder_pool, limits
 from mxshift.store.spool import CHUNK, SPOOL_ABOVE, Spool
-from test_parallel_delta import Count, change_every_folder, resumed_exactly, spy_logins
+from test_parallel_delta import (Count, _fresh, change_every_folder, resumed_exactly,
+                                 spy_logins)
 from test_engine_scenarios import recreate_folder
 from test_parallel_folders import CrashAfter, run
 
@@ -216,12 +217,7 @@ def _delta_with_a_large_message(bed: Bed) -> int:
 
 @pytest.fixture
 def copied(dovecot_src, dovecot_dst, tmp_path: Path) -> Iterator[Bed]:
-    from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
-    from mxshift.testbed.corpus_load import load
-
-    b = Bed.make(dovecot_src, dovecot_dst, tmp_path / "copied")
-    spec = CorpusSpec(seed=11, messages=140, size_profile="small")
-    load(b.source(), generate(spec), folders=folder_tree(spec))
+    b = _fresh(dovecot_src, dovecot_dst, tmp_path, "copied")
     yield b
     b.close()
 
@@ -278,13 +274,9 @@ def test_a_crash_at_every_step_of_a_delta_read_early_then_rerun_is_exact(
     """As test_parallel_delta's crash test, with a spooled message among the new ones;
     the steps include "early read" (done, nothing written yet). Whichever step fails,
     the budget is given back and the re-run is exact."""
-    from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate
-    from mxshift.testbed.corpus_load import load
 
     def fresh(name: str) -> Bed:
-        b = Bed.make(dovecot_src, dovecot_dst, tmp_path / name)
-        spec = CorpusSpec(seed=11, messages=140, size_profile="small")
-        load(b.source(), generate(spec), folders=folder_tree(spec))
+        b = _fresh(dovecot_src, dovecot_dst, tmp_path, name)
         assert run(b, folder_parallelism=4).status == "ok"
         _delta_with_a_large_message(b)
         return b
