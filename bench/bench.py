@@ -25,9 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accounts import Account, change_source, clone, compare, empty, seeded, start_pair  # noqa: E402
 from measure import Run, dovecot_cpu, mail_dir, run_processes, run_sequential, settle  # noqa: E402
-from peers import (available, interimap_commands, mbsync_commands, mxshift_pass_seconds,  # noqa: E402
-                   mxshift_project)
+from peers import (available, floor_commands, floor_pass_seconds, floor_status_command,  # noqa: E402
+                   interimap_commands, mbsync_commands, mxshift_pass_seconds, mxshift_project)
 
+from targets import import_seconds, judge, table  # noqa: E402
+
+from mxshift.config import PassOptions  # noqa: E402
 from mxshift.testbed.corpus import CorpusSpec  # noqa: E402
 from mxshift.testbed.dovecot import stop_servers  # noqa: E402
 
@@ -89,6 +92,8 @@ class Bench:
             span, _total, self.last_pass[project] = mxshift_pass_seconds(
                 project, self.last_pass.get(project, 0))
             pass_s = span
+        elif tool == "floor":
+            pass_s = floor_pass_seconds(run.outputs)
         differences: list[str] = []
         for s, d in pairs:
             differences += [f"{s.user}->{d.user}: {x}" for x in compare(s, d)]
@@ -116,6 +121,8 @@ class Bench:
             return mxshift_project(directory, pairs, self.mx_options), directory
         if tool == "interimap":
             return interimap_commands(directory, pairs), None
+        if tool == "floor":
+            return floor_commands(directory, pairs), None
         return mbsync_commands(directory, pairs, one_process=many), None
 
     # -- the workloads ----------------------------------------------------------------
@@ -144,10 +151,12 @@ class Bench:
             pair = [(src, empty(self.dst, f"{tool[:2]}a"))]
             cmds, proj = self.commands(tool, self.work / tool / "one", pair)
             self.measure(f"1 full copy {c1}", tool, cmds, pair, c1, s1, project=proj)
-            self.measure("2 no change", tool, cmds, pair, 0, 0, project=proj)
-            done = change_source(src, seed=self.seed + 100)
-            changed = done["new"] + done["flags"] + done["deleted"] + done["moved"]
-            self.measure("3 delta 100/200/50/20", tool, cmds, pair, changed, 0, project=proj)
+            if tool != "floor":  # a copier without state has no delta to measure
+                self.measure("2 no change", tool, cmds, pair, 0, 0, project=proj)
+                done = change_source(src, seed=self.seed + 100)
+                changed = done["new"] + done["flags"] + done["deleted"] + done["moved"]
+                self.measure("3 delta 100/200/50/20", tool, cmds, pair, changed, 0,
+                             project=proj)
             self.drop(pair)
             pairs4 = [(clone(base4, f"{tool[:2]}b"), empty(self.dst, f"{tool[:2]}b"))
                       for _ in range(4)]
@@ -158,17 +167,22 @@ class Bench:
             pairs5 = [(clone(base5, f"{tool[:2]}c"), empty(self.dst, f"{tool[:2]}c"))
                       for _ in range(k5)]
             cmds, proj = self.commands(tool, self.work / tool / "many", pairs5, many=True)
-            warm = (run_sequential if tool == "interimap" else run_processes)(cmds)
+            warm = (run_sequential if tool in ("interimap", "floor") else run_processes)(cmds)
             if warm.failed:
                 print(f"   ({tool}: first copy of the {k5} mailboxes: {warm.failed[0]})")
             if proj is not None:
                 _s, _t, self.last_pass[proj] = mxshift_pass_seconds(proj, 0)
+            if tool == "floor":  # the no-change check, as many at once as mxshift's
+                cmds = floor_status_command(self.work / tool / "many", pairs5,
+                                            PassOptions().mailbox_parallelism)
             self.measure(f"5 no change x{k5}", tool, cmds, pairs5, 0, 0,
                          sequential=tool == "interimap", project=proj, per_mailbox=True)
             self.drop(pairs5)
         print("\nBy step:\n" + header())
         for row in sorted(self.rows, key=lambda r: r.step):
             print(format_row(row))
+        orm = import_seconds("sqlalchemy.orm") if "mxshift" in self.tools else None
+        print("\nTargets (bench/targets.py):\n" + table(judge(self.rows, orm)))
         print(f"\nbefore each row the Dovecots were let go idle: waited "
               f"{min(self.settled):.1f}-{max(self.settled):.1f} s (median "
               f"{sorted(self.settled)[len(self.settled) // 2]:.1f})")
@@ -214,7 +228,9 @@ def format_row(r: Row) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small corpora: a smoke run")
-    ap.add_argument("--tools", default="mxshift,interimap,mbsync")
+    ap.add_argument("--tools", default="floor,mxshift,interimap,mbsync",
+                    help="floor = bench/floor.py: a copier and a status check with no tool "
+                         "around them, what no client beats in this run")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--mxshift-options", default="",

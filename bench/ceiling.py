@@ -30,125 +30,33 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import re
 import resource
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accounts import Account, compare  # noqa: E402
-from measure import dovecot_cpu, mail_dir  # noqa: E402
-
+from floor import Conn, append_batches, messages, send_appends  # noqa: E402
 from imapclient.imap_utf7 import encode as utf7  # noqa: E402
+from measure import dovecot_cpu, mail_dir  # noqa: E402
 
 from mxshift.testbed.corpus import CorpusSpec, folder_tree, generate  # noqa: E402
 from mxshift.testbed.corpus_load import load  # noqa: E402
 from mxshift.testbed.dovecot import start_dovecot  # noqa: E402
 from mxshift.testbed.dovecot_config import DovecotConfig  # noqa: E402
 
-BATCH_BYTES = 8 * 1024 * 1024
-ALONE_ABOVE = 256 * 1024
-_FETCH = re.compile(rb"\* \d+ FETCH \((.*)\{(\d+)\}\r\n$")
-_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
-_DATE = re.compile(rb'INTERNALDATE ("[^"]*")')
-
-
-class Conn:
-    """A raw IMAP connection: a socket, a buffered reader and a tag counter."""
-
-    def __init__(self, port: int, user: str, password: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.file = self.sock.makefile("rb", buffering=1 << 20)
-        self.n = 0
-        self.file.readline()
-        self.command(f'LOGIN "{user}" "{password}"'.encode())
-
-    def send(self, line: bytes) -> bytes:
-        self.n += 1
-        tag = b"c%d" % self.n
-        self.sock.sendall(tag + b" " + line + b"\r\n")
-        return tag
-
-    def wait(self, tag: bytes) -> None:
-        while True:
-            line = self.file.readline()
-            if not line:
-                raise SystemExit("connection closed")
-            if line.startswith(tag + b" "):
-                if not line.startswith(tag + b" OK"):
-                    raise SystemExit(f"refused: {line!r}")
-                return
-            m = re.search(rb"\{(\d+)\}\r\n$", line)
-            if m:  # skip a literal we did not ask to read
-                self.file.read(int(m.group(1)))
-
-    def command(self, line: bytes) -> None:
-        self.wait(self.send(line))
-
 
 def quoted(name: str) -> bytes:
     return b'"' + utf7(name).replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
-def messages(src: Conn, folder: str):
-    """(flags, date, bytes) of every message of ``folder``, in UID order, streamed."""
-    src.command(b"EXAMINE " + quoted(folder))
-    tag = src.send(b"UID FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])")
-    while True:
-        line = src.file.readline()
-        if line.startswith(tag + b" "):
-            return
-        m = _FETCH.match(line)
-        if m is None:
-            continue
-        head, size = m.group(1), int(m.group(2))
-        flags = b" ".join(f for f in _FLAGS.search(head).group(1).split()
-                          if f != rb"\Recent")
-        body = src.file.read(size)
-        src.file.readline()  # the closing ")" of the FETCH
-        yield flags, _DATE.search(head).group(1), body
-
-
-def append_batches(items, folder: str):
-    """MULTIAPPEND commands (without tag) for ``items``: 8 MB batches of messages up to
-    256 KB, each larger message alone, LITERAL+."""
-    name = quoted(folder)
-    batch: list[bytes] = []
-    size = 0
-    for flags, date, body in items:
-        part = b" (" + flags + b") " + date + b" {%d+}\r\n" % len(body)
-        if len(body) > ALONE_ABOVE:
-            yield [b"APPEND " + name + part, body]
-            continue
-        if batch and size + len(body) > BATCH_BYTES:
-            yield [b"APPEND " + name] + batch
-            batch, size = [], 0
-        batch += [part, body]
-        size += len(body)
-    if batch:
-        yield [b"APPEND " + name] + batch
-
-
-def send_appends(dst: Conn, commands) -> None:
-    """Every command back to back; the answers are read at the end."""
-    tags = []
-    for parts in commands:
-        dst.n += 1
-        tag = b"c%d" % dst.n
-        tags.append(tag)
-        dst.sock.sendall(tag + b" " + b"".join(parts) + b"\r\n")
-    for tag in tags:
-        dst.wait(tag)
-
-
 def worker(mode: str, src: tuple, dst: tuple, folders: list[str], ready, go, out) -> None:
     s, d = Conn(*src), Conn(*dst)
     if mode == "accept":
-        commands = [c for f in folders for c in append_batches(list(messages(s, f)), f)]
+        commands = [c for f in folders
+                    for c in append_batches(list(messages(s, quoted(f))), quoted(f))]
         ready.wait()
         go.wait()
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -158,7 +66,7 @@ def worker(mode: str, src: tuple, dst: tuple, folders: list[str], ready, go, out
         go.wait()
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         for f in folders:
-            send_appends(d, append_batches(messages(s, f), f))
+            send_appends(d, append_batches(messages(s, quoted(f)), quoted(f)))
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     out.put((cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime))
 

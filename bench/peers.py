@@ -20,8 +20,50 @@ MXSHIFT = [sys.executable, "-m", "mxshift"]
 
 
 def available() -> dict[str, bool]:
-    return {"mxshift": True, "interimap": shutil.which("interimap") is not None,
+    return {"mxshift": True, "floor": True,
+            "interimap": shutil.which("interimap") is not None,
             "mbsync": shutil.which("mbsync") is not None}
+
+
+# -- the floor: bench/floor.py, no tool around a copy or a status check ---------------------
+FLOOR = [sys.executable, str(Path(__file__).resolve().parent / "floor.py")]
+
+
+def _job(path: Path, job: dict) -> Path:
+    """A job file for floor.py: JSON, mode 0600 before the passwords go in."""
+    import json
+    import os
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(job, f)
+    return path
+
+
+def floor_commands(directory: Path, pairs: list[tuple[Account, Account]]
+                   ) -> list[list[str]]:
+    """One ``floor.py copy`` process per mailbox (one connection per side)."""
+    return [FLOOR + ["copy", str(_job(directory / f"copy{i}.json", {
+        "src": [s.server.port, s.user, s.password],
+        "dst": [d.server.port, d.user, d.password]}))]
+        for i, (s, d) in enumerate(pairs)]
+
+
+def floor_pass_seconds(outputs: list[str]) -> float | None:
+    """From the first start to the last end of the floor processes' printed spans."""
+    spans = [line.split()[2:4] for out in outputs for line in out.splitlines()
+             if line.startswith("floor span ")]
+    if not spans:
+        return None
+    return max(float(e) for _s, e in spans) - min(float(s) for s, _e in spans)
+
+
+def floor_status_command(directory: Path, pairs: list[tuple[Account, Account]],
+                         parallel: int) -> list[list[str]]:
+    """One ``floor.py status`` process for every mailbox, ``parallel`` at a time."""
+    return [FLOOR + ["status", str(_job(directory / "status.json", {
+        "accounts": [[s.server.port, s.user, s.password] for s, _d in pairs],
+        "parallel": parallel}))]]
 
 
 # -- mxshift ------------------------------------------------------------------------------
