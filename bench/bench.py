@@ -92,7 +92,7 @@ class Bench:
             span, _total, self.last_pass[project] = mxshift_pass_seconds(
                 project, self.last_pass.get(project, 0))
             pass_s = span
-        elif tool == "floor":
+        elif tool.startswith("floor"):
             pass_s = floor_pass_seconds(run.outputs)
         differences: list[str] = []
         for s, d in pairs:
@@ -151,7 +151,12 @@ class Bench:
             pair = [(src, empty(self.dst, f"{tool[:2]}a"))]
             cmds, proj = self.commands(tool, self.work / tool / "one", pair)
             self.measure(f"1 full copy {c1}", tool, cmds, pair, c1, s1, project=proj)
-            if tool != "floor":  # a copier without state has no delta to measure
+            if tool == "floor":  # and over four connection pairs, as mxshift copies
+                self.drop(pair)
+                pair = [(clone(base1, "fla"), empty(self.dst, "fla"))]
+                self.measure(f"1 full copy {c1}", "floor x4", floor_commands(
+                    self.work / tool / "one4", pair, connections=4), pair, c1, s1)
+            else:  # a copier without state has no delta to measure
                 self.measure("2 no change", tool, cmds, pair, 0, 0, project=proj)
                 done = change_source(src, seed=self.seed + 100)
                 changed = done["new"] + done["flags"] + done["deleted"] + done["moved"]
@@ -229,8 +234,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small corpora: a smoke run")
     ap.add_argument("--tools", default="floor,mxshift,interimap,mbsync",
-                    help="floor = bench/floor.py: a copier and a status check with no tool "
-                         "around them, what no client beats in this run")
+                    help="floor = bench/floor.py: a bare client (a copier and a status check "
+                         "with nothing a migration tool adds), beside the peers")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--mxshift-options", default="",

@@ -7,14 +7,15 @@ Why: issue #3 sets speed targets relative to interimap and "the ceiling any tool
 reach here". Whether a target can be met at all depends on where that ceiling is on the
 machine of the run, and on this VM it moves from run to run (the same interimap copy
 ran at 128 and at 246 MB/s on two days). ``bench/run`` runs this file as one more tool,
-in the same run and the same state as the peers, so each run says what no client could
-beat at that moment. It is not a migration tool: no journal, no resume, no line-end
+in the same run and the same state as the peers, so each run says how far the servers
+and the machine let a client go at that moment. It is not a migration tool: no journal, no resume, no line-end
 check, no identity, no parsing library; a regex per answer line on raw sockets, one
 process per mailbox and one connection per side, stdlib only. It prints the span of
 its work (first connection to last answer), which ``bench/run`` reports as its pass, as
 it reports mxshift's pass without the process's start-up.
 
-* **copy**: LIST the source, CREATE the destination's folders, then per folder
+* **copy**: LIST the source, CREATE the destination's folders, then per folder (over
+  one connection per side, or ``connections`` pairs taking folders largest first)
   ``EXAMINE`` + ``UID FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])``, each literal sent on
   as it is read, as a MULTIAPPEND part (8 MB batches of messages up to 256 KB, each
   larger one alone, LITERAL+), the answers read at the folder's end.
@@ -25,7 +26,7 @@ it reports mxshift's pass without the process's start-up.
   ``mailbox_parallelism``.
 
 The job file is JSON, mode 0600 (it holds the test accounts' passwords):
-``{"src": [port, user, password], "dst": [...]}`` for copy, ``{"accounts": [[port,
+``{"src": [port, user, password], "dst": [...], "connections": 1}`` for copy, ``{"accounts": [[port,
 user, password], ...], "parallel": 4}`` for status.
 """
 
@@ -159,15 +160,51 @@ def send_appends(dst: Conn, commands: Iterable[list[bytes]]) -> None:
 
 
 def copy(job: dict) -> None:
+    """One mailbox over ``connections`` pairs (default 1), each taking the next folder,
+    largest first."""
     src, dst = Conn(*job["src"]), Conn(*job["dst"])
     names = folders(src)
     for name in sorted(names, key=len):  # parents first
         if name.strip(b'"').upper() != b"INBOX":
             dst.command(b"CREATE " + name, may_refuse=True)  # NO [ALREADYEXISTS]: fine
+    n = int(job.get("connections", 1))
+    if n == 1:
+        for name in names:
+            send_appends(dst, append_batches(messages(src, name), name))
+        src.close()
+        dst.close()
+        return
+    sizes = {}
     for name in names:
-        send_appends(dst, append_batches(messages(src, name), name))
+        line = src.command(b"STATUS " + name + b" (SIZE)")[0]
+        sizes[name] = int(re.search(rb"SIZE (\d+)", line).group(1))
     src.close()
     dst.close()
+    queue = sorted(names, key=lambda x: -sizes[x])
+    lock = threading.Lock()
+    failed: list[str] = []
+
+    def worker() -> None:
+        try:
+            s, d = Conn(*job["src"]), Conn(*job["dst"])
+            while True:
+                with lock:
+                    if not queue:
+                        break
+                    name = queue.pop(0)
+                send_appends(d, append_batches(messages(s, name), name))
+            s.close()
+            d.close()
+        except (OSError, SystemExit) as e:
+            failed.append(str(e))
+
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        raise SystemExit(f"copy failed: {failed[0]}")
 
 
 def status(job: dict) -> None:

@@ -40,12 +40,12 @@ def _job(path: Path, job: dict) -> Path:
     return path
 
 
-def floor_commands(directory: Path, pairs: list[tuple[Account, Account]]
-                   ) -> list[list[str]]:
-    """One ``floor.py copy`` process per mailbox (one connection per side)."""
+def floor_commands(directory: Path, pairs: list[tuple[Account, Account]],
+                   connections: int = 1) -> list[list[str]]:
+    """One ``floor.py copy`` process per mailbox, ``connections`` pairs each."""
     return [FLOOR + ["copy", str(_job(directory / f"copy{i}.json", {
         "src": [s.server.port, s.user, s.password],
-        "dst": [d.server.port, d.user, d.password]}))]
+        "dst": [d.server.port, d.user, d.password], "connections": connections}))]
         for i, (s, d) in enumerate(pairs)]
 
 

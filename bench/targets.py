@@ -1,9 +1,12 @@
-"""Issue #3's targets, judged from one bench/run's rows, beside what no client beats.
+"""Issue #3's targets, judged from one bench/run's rows, beside a bare client's.
 
 Why here and not by hand in a note: the targets are relative to the peers *in the same
-run*, and on this VM every tool's speed moves by up to 2x between runs; the floor rows
-(bench/floor.py) say, for the same moment, whether a target was reachable at all. A
-target above the floor cannot be met by any client in that run, however fast the tool.
+run*, and on this VM every tool's speed moves by up to 2x between runs. The floor rows
+(bench/floor.py: a client that does nothing but move the bytes, over one and over four
+connection pairs) say, for the same moment, how far the servers and the machine let a
+client go. It is not a proof of a ceiling (a cleverer client might do better), but a
+goal above it is a goal that even a client without a journal, checks or a parsing
+library did not reach in that run.
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ def _row(rows: list[RowLike], tool: str, step: str) -> RowLike | None:
     return next((r for r in rows if r.tool == tool and r.step.startswith(step)), None)
 
 
+def _best_floor(rows: list[RowLike], step: str) -> float | None:
+    """The floor's fastest copy of ``step`` (over one connection pair, or four)."""
+    rates = [_rate(r) for r in rows if r.tool.startswith("floor") and r.step.startswith(step)]
+    return max((x for x in rates if x is not None), default=None)
+
+
 def _rate(r: RowLike | None) -> float | None:
     if r is None or not r.mbytes:
         return None
@@ -57,15 +66,16 @@ def judge(rows: list[RowLike], orm_import_s: float | None) -> list[tuple[str, ..
     for step, factor, label in (("1 ", 1.5, "full copy >= 1.5x interimap"),
                                 ("4 ", 1.3, "four mailboxes >= 1.3x interimap")):
         mx, peer = _rate(_row(rows, "mxshift", step)), _rate(_row(rows, "interimap", step))
-        floor = _rate(_row(rows, "floor", step))
+        floor = _best_floor(rows, step)
         if mx is None or peer is None:
             continue
         goal = factor * peer
         verdict = "met" if mx >= goal else "not met"
         if floor is not None and goal > floor:
-            verdict += f" (the goal, {goal:.1f} MB/s, is above the floor: no client reaches it)"
+            verdict += (f" (the goal, {goal:.1f} MB/s, is above what the bare client "
+                        f"reached)")
         elif floor is not None:
-            verdict += f" (goal {goal:.1f} MB/s = {goal / floor:.0%} of the floor)"
+            verdict += f" (goal {goal:.1f} MB/s = {goal / floor:.0%} of the bare client's)"
         out.append((label, f"{_mbs(mx)} = {mx / peer:.2f}x", f"interimap {_mbs(peer)}",
                     _mbs(floor), verdict))
     mx, mb = _row(rows, "mxshift", "3 "), _row(rows, "mbsync", "3 ")
@@ -78,7 +88,7 @@ def judge(rows: list[RowLike], orm_import_s: float | None) -> list[tuple[str, ..
         f = floor.per_mailbox_ms if floor is not None else None
         verdict = "met" if mx.per_mailbox_ms <= 10 else "not met"
         if f is not None and f > 10:
-            verdict += " (the floor is above 10 ms: no client reaches it)"
+            verdict += " (the bare client took more than 10 ms too)"
         out.append(("no-change <= 10 ms per mailbox", f"{mx.per_mailbox_ms:.1f} ms",
                     "-", f"{f:.1f} ms" if f is not None else "-", verdict))
     starts = [r.wall - r.pass_s for r in rows if r.tool == "mxshift" and r.pass_s is not None
@@ -102,7 +112,7 @@ def judge(rows: list[RowLike], orm_import_s: float | None) -> list[tuple[str, ..
 
 
 def table(judged: list[tuple[str, ...]]) -> str:
-    head = ("target", "mxshift", "peer", "floor (no client beats)", "verdict")
+    head = ("target", "mxshift", "peer", "bare client (floor.py)", "verdict")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(j) + " |" for j in judged]
     return "\n".join(lines)
