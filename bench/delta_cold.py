@@ -48,6 +48,9 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--variant", action="append", default=[],
                     help="name=OPTIONS or name=OPTIONS|PYTHONPATH (default: one, 'this')")
+    ap.add_argument("--wrap", default="",
+                    help="a command prefix for each pass, {n} = the run's number, e.g. "
+                         "'py-spy record --gil -f raw -o /tmp/spy-{n}.txt --'")
     args = ap.parse_args()
     variants = [tuple(v.split("=", 1)) for v in args.variant] or [("this", "")]
     work = Path(tempfile.mkdtemp(prefix="mxshift-delta-cold-"))
@@ -63,7 +66,7 @@ def main() -> int:
         save(keep, work / "saved")
         rows: dict[str, list[tuple[float, float, float, float, float]]] = {
             name: [] for name, _ in variants}
-        for _ in range(args.repeat):
+        for n in range(args.repeat):
             for name, spec in variants:
                 restore(keep, work / "saved")
                 options, _, pythonpath = spec.partition("|")
@@ -75,7 +78,8 @@ def main() -> int:
                 cpu0 = (dovecot_cpu(src.pid), dovecot_cpu(dst.pid))
                 own0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0 = time.monotonic()
-                run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                wrap = args.wrap.replace("{n}", f"{name}-{n}").split()
+                run = subprocess.run(wrap + cmd, capture_output=True, text=True, env=env)
                 wall = time.monotonic() - t0
                 own1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 time.sleep(0.05)  # the Dovecots' logouts
