@@ -38,7 +38,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 BATCH_BYTES = 8 << 20
 ALONE_ABOVE = 256 << 10
@@ -159,6 +159,34 @@ def send_appends(dst: Conn, commands: Iterable[list[bytes]]) -> None:
         dst.wait(tag)
 
 
+class WorkQueue:
+    """Items handed to several threads one at a time; what failed is kept, not lost."""
+
+    def __init__(self, items: Iterable) -> None:
+        self.items = list(items)
+        self.lock = threading.Lock()
+        self.failed: list[str] = []
+
+    def take(self):  # noqa: ANN201 - an item, or None when none is left
+        with self.lock:
+            return self.items.pop(0) if self.items else None
+
+    def run(self, threads: int, worker: Callable[[], None], what: str) -> None:
+        def guarded() -> None:
+            try:
+                worker()
+            except (OSError, SystemExit) as e:
+                self.failed.append(str(e))
+
+        pool = [threading.Thread(target=guarded) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        if self.failed:
+            raise SystemExit(f"{len(self.failed)} {what} failed, e.g. {self.failed[0]}")
+
+
 def copy(job: dict) -> None:
     """One mailbox over ``connections`` pairs (default 1), each taking the next folder,
     largest first."""
@@ -180,59 +208,32 @@ def copy(job: dict) -> None:
         sizes[name] = int(re.search(rb"SIZE (\d+)", line).group(1))
     src.close()
     dst.close()
-    queue = sorted(names, key=lambda x: -sizes[x])
-    lock = threading.Lock()
-    failed: list[str] = []
+    queue = WorkQueue(sorted(names, key=lambda x: -sizes[x]))
 
     def worker() -> None:
-        try:
-            s, d = Conn(*job["src"]), Conn(*job["dst"])
-            while True:
-                with lock:
-                    if not queue:
-                        break
-                    name = queue.pop(0)
-                send_appends(d, append_batches(messages(s, name), name))
-            s.close()
-            d.close()
-        except (OSError, SystemExit) as e:
-            failed.append(str(e))
+        s, d = Conn(*job["src"]), Conn(*job["dst"])
+        while (name := queue.take()) is not None:
+            send_appends(d, append_batches(messages(s, name), name))
+        s.close()
+        d.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failed:
-        raise SystemExit(f"copy failed: {failed[0]}")
+    queue.run(n, worker, "connection pair(s)")
 
 
 def status(job: dict) -> None:
-    accounts = list(job["accounts"])
-    lock = threading.Lock()
-    failed: list[str] = []
+    queue = WorkQueue(job["accounts"])
 
     def worker() -> None:
-        while True:
-            with lock:
-                if not accounts:
-                    return
-                account = accounts.pop(0)
+        while (account := queue.take()) is not None:
             try:
                 c = Conn(*account)
                 c.command(b'LIST "" "*" RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY '
                           b'HIGHESTMODSEQ))')
                 c.close()
             except (OSError, SystemExit) as e:
-                failed.append(f"{account[1]}: {e}")
+                queue.failed.append(f"{account[1]}: {e}")
 
-    threads = [threading.Thread(target=worker) for _ in range(int(job.get("parallel", 4)))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failed:
-        raise SystemExit(f"{len(failed)} mailbox(es) failed, e.g. {failed[0]}")
+    queue.run(int(job.get("parallel", 4)), worker, "mailbox(es)")
 
 
 def main(argv: list[str]) -> int:
