@@ -12,6 +12,7 @@ folder's UIDNEXT as ``dest_uid_floor``; reconcile settles or drops it like any a
 from __future__ import annotations
 
 import itertools
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple
@@ -241,11 +242,22 @@ class Journal:
                 for uid, row_id, dest in self._rows_of(_DOOMED, pair_id, uids)}
 
     def _rows_of(self, stmt: object, pair_id: int, uids: Iterable[int]) -> Iterator:
-        """``stmt``'s rows for the folder's ``uids`` (bound as ``b_uids``), 500 UIDs a
-        query as in the journal's other IN reads: below the 999 bound parameters SQLite
-        allowed before 3.32."""
+        """``stmt``'s rows for the folder's ``uids`` (bound as ``b_uids``).
+
+        SQLite: one prepared statement (state/prepared.py) whose UIDs arrive as one JSON
+        array, read by ``json_each``: a delta asks this three times per changed folder,
+        and through Core's ``execute`` an expanding IN list (its SQL rendered anew for
+        each call, the statement's cache key built each time) cost ~0.7 ms a call,
+        a fifth of a delta pass's journal reads. Other databases: Core's expanding IN,
+        500 UIDs a query as in the journal's other IN reads."""
         wanted = sorted(set(uids))
+        if not wanted:
+            return
         with self.db.reading() as conn:
+            if conn.dialect.name == "sqlite":
+                yield from fetch_all(conn, _AS_JSON_IN[stmt],  # type: ignore[index]
+                                     {"b_pair": pair_id, "b_uids": json.dumps(wanted)})
+                return
             for i in range(0, len(wanted), 500):
                 yield from conn.execute(stmt, {"b_pair": pair_id, "b_uids": wanted[i:i + 500]})
 
@@ -483,9 +495,16 @@ _UID_RUNS = select(func.min(_RANKED.c.uid), func.max(_RANKED.c.uid)).group_by(_R
 _KNOWN_BETWEEN = _KNOWN.where(_M.c.source_uid.between(bindparam("b_first"),
                                                       bindparam("b_last")))
 _KNOWN_IN = _KNOWN.where(_M.c.source_uid.in_(bindparam("b_uids", expanding=True)))
-_DOOMED = select(_M.c.source_uid, _M.c.id, _M.c.destination_uid).where(
-    _M.c.folder_pair_id == bindparam("b_pair"),
-    _M.c.source_uid.in_(bindparam("b_uids", expanding=True)))
+_DOOMED_COLUMNS = select(_M.c.source_uid, _M.c.id, _M.c.destination_uid).where(
+    _M.c.folder_pair_id == bindparam("b_pair"))
+_DOOMED = _DOOMED_COLUMNS.where(_M.c.source_uid.in_(bindparam("b_uids", expanding=True)))
+# SQLite's form of the two: the UIDs as one JSON array, ``IN (SELECT value FROM
+# json_each(?))``, one statement whatever their number (Journal._rows_of).
+_JSON_UIDS = func.json_each(bindparam("b_uids")).table_valued("value")
+_AS_JSON_IN = {
+    _KNOWN_IN: _KNOWN.where(_M.c.source_uid.in_(select(_JSON_UIDS.c.value))),
+    _DOOMED: _DOOMED_COLUMNS.where(_M.c.source_uid.in_(select(_JSON_UIDS.c.value))),
+}
 _INTENT = update(_M).where(_BY_ROW).values(pending_flags=bindparam("b_text"),
                                             updated_at=bindparam("b_now"))
 _DELETING = update(_M).where(_BY_ROW).values(state="deleting", updated_at=bindparam("b_now"))
