@@ -16,28 +16,21 @@ from pathlib import Path
 import pytest
 
 from mxshift.engine.journal import Hooks, Journal
-from mxshift.state.db import StateDB, open_state, upgrade_state
-from mxshift.state.models import FolderPair, Mailbox, Message, Project
+from mxshift.state.db import StateDB
+from mxshift.state.models import FolderPair, Message
 from mxshift.testbed.postgres import PostgresServer
+from test_prefetch_copy import _one_pair_state
 
 
 def _state(directory: Path, url: str | None) -> tuple[StateDB, int, list[int]]:
-    """A state database with one mailbox and three folder pairs: (db, mailbox, pairs)."""
-    if url is not None:
-        upgrade_state(directory, url=url)
-    db = open_state(directory, url=url)
+    """test_prefetch_copy's one-pair state and two more pairs: (db, mailbox, pairs)."""
+    db, mailbox_id, first, _pass_id = _one_pair_state(directory, url)
     with db.session() as s, s.begin():
-        project = Project(name="t")
-        s.add(project)
+        more = [FolderPair(mailbox_id=mailbox_id, source_name=n, destination_name=n)
+                for n in ("Archive", "Empty")]
+        s.add_all(more)
         s.flush()
-        mb = Mailbox(project_id=project.id, source_user="a", destination_user="b")
-        s.add(mb)
-        s.flush()
-        pairs = [FolderPair(mailbox_id=mb.id, source_name=n, destination_name=n)
-                 for n in ("INBOX", "Archive", "Empty")]
-        s.add_all(pairs)
-        s.flush()
-        return db, mb.id, [p.id for p in pairs]
+        return db, mailbox_id, [first, *(p.id for p in more)]
 
 
 def _check(db: StateDB, mailbox_id: int, pair_ids: list[int]) -> None:

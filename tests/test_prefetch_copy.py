@@ -187,13 +187,16 @@ def test_peak_memory_of_a_copy_does_not_grow_with_the_mailbox(
 
 
 # -- the journal's bulk writes on SQLite (no servers) -----------------------------------
-def _one_pair_state(directory: Path):  # type: ignore[no-untyped-def]
+def _one_pair_state(directory: Path, url: str | None = None):  # type: ignore[no-untyped-def]
     """A state database with one project, mailbox, folder pair and running pass:
-    (db, mailbox id, pair id, pass id)."""
-    from mxshift.state.db import open_state
+    (db, mailbox id, pair id, pass id). SQLite in ``directory``, or the (upgraded)
+    database at ``url``."""
+    from mxshift.state.db import open_state, upgrade_state
     from mxshift.state.models import FolderPair, Mailbox, Pass, Project
 
-    db = open_state(directory)
+    if url is not None:
+        upgrade_state(directory, url=url)
+    db = open_state(directory, url=url)
     with db.session() as s, s.begin():
         project = Project(name="t")
         s.add(project)
