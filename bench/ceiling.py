@@ -1,4 +1,4 @@
-"""What any IMAP-to-IMAP copy can reach on this machine: a minimal copier, no tool.
+"""How fast a minimal IMAP-to-IMAP copier (no tool around it) goes on this machine.
 
     .venv/bin/python bench/ceiling.py [--messages 5000] [--mailboxes 4 --per-mailbox 2000]
         [--repeat 2] [--mail-on-disk]
@@ -7,8 +7,9 @@ Why: issue #3 states its speed targets against "the ceiling any tool can reach h
 how fast the destination Dovecot accepts mail over one and over four connections. On
 another machine that ceiling was 84 and 150 MB/s and interimap copied at 55; whether a
 target relative to interimap can be met depends on where interimap sits below the
-ceiling of *this* machine. This measures it, with the same Dovecot pair, configuration
-and corpus as ``bench/run``:
+ceiling of *this* machine. This measures a stand-in for it (a minimal client, not a
+proof that no client goes faster), with the same Dovecot pair, configuration and corpus
+as ``bench/run``; ``bench/run`` runs the same copier (bench/floor.py) beside the peers:
 
 * **accept**: the destination alone. Each connection's messages are fetched beforehand
   (not timed); then one MULTIAPPEND per batch (8 MB / 256 KB per message, as mxshift
