@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 BATCH_BYTES = 8 << 20
 ALONE_ABOVE = 256 << 10
@@ -167,7 +168,8 @@ class WorkQueue:
         self.lock = threading.Lock()
         self.failed: list[str] = []
 
-    def take(self):  # noqa: ANN201 - an item, or None when none is left
+    def take(self) -> Any:
+        """The next item, or None when none is left."""
         with self.lock:
             return self.items.pop(0) if self.items else None
 

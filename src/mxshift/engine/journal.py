@@ -246,10 +246,11 @@ class Journal:
 
         SQLite: one prepared statement (state/prepared.py) whose UIDs arrive as one JSON
         array, read by ``json_each``: a delta asks this three times per changed folder,
-        and through Core's ``execute`` an expanding IN list (its SQL rendered anew for
-        each call, the statement's cache key built each time) cost ~0.7 ms a call,
-        a fifth of a delta pass's journal reads. Other databases: Core's expanding IN,
-        500 UIDs a query as in the journal's other IN reads."""
+        and through Core's ``execute`` an expanding IN list renders its SQL anew for each
+        call and builds the statement's cache key each time (in a fresh CLI delta,
+        beside the copy threads, 51 such calls took 37-40 ms of wall time; 18-24 ms
+        this way; bench/README.md, the fifth session). Other databases: Core's
+        expanding IN, 500 UIDs a query as in the journal's other IN reads."""
         wanted = sorted(set(uids))
         if not wanted:
             return
