@@ -1,6 +1,8 @@
 """A delta's journal reads by UID set: the journalled UIDs as runs (``uid_runs``) and
 the rows of given UIDs (``known_of``, ``doomed``), on SQLite (one prepared statement, the UIDs as a JSON array read by ``json_each``) and on
-PostgreSQL (Core's expanding IN). Both must give exactly what the rows say.
+PostgreSQL (Core's expanding IN). Both must give exactly what the rows say. And every
+pass's first question, whether a row is in flight (``any_passing``): right on both, and
+answered on SQLite from the partial index of in-flight rows, not by reading the mailbox.
 
 Why: these decide what a delta copies, deletes and re-flags; a read that lost or
 invented a UID would lose or duplicate mail. The reference here is the ORM's own read
@@ -15,9 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from sqlalchemy import update
+from sqlalchemy.dialects import sqlite
+
+from mxshift.engine import journal as journal_mod
 from mxshift.engine.journal import Hooks, Journal
 from mxshift.state.db import StateDB
-from mxshift.state.models import FolderPair, Message
+from mxshift.state.models import FolderPair, Mailbox, Message
 from mxshift.testbed.postgres import PostgresServer
 from test_prefetch_copy import _one_pair_state
 
@@ -82,5 +88,73 @@ def test_reads_by_uid_set_on_postgresql(tmp_path: Path, postgres_server: Postgre
     db, mailbox_id, pairs = _state(tmp_path, url)
     try:
         _check(db, mailbox_id, pairs)
+    finally:
+        db.dispose()
+
+
+def _check_any_passing(db: StateDB, mailbox_id: int, pair_ids: list[int]) -> None:
+    """Settled rows (every state but the in-flight ones) answer False; each kind of row
+    in flight answers True, in its own folder pair; another mailbox's never counts."""
+    with db.session() as s, s.begin():
+        project_id = s.get(Mailbox, mailbox_id).project_id  # type: ignore[union-attr]
+        other = Mailbox(project_id=project_id, source_user="o", destination_user="p")
+        s.add(other)
+        s.flush()
+        other_pair = FolderPair(mailbox_id=other.id, source_name="INBOX",
+                                destination_name="INBOX")
+        s.add(other_pair)
+        s.flush()
+        s.add(Message(folder_pair_id=other_pair.id, source_uid=1, fingerprint="o",
+                      state="pending"))  # in flight, but in the other mailbox
+        s.add_all(Message(folder_pair_id=pair, source_uid=u, fingerprint=f"s{u}",
+                          destination_uid=u, state=state)
+                  for pair in pair_ids
+                  for u, state in enumerate(("copied", "skipped", "copied", "copied"), 1))
+    journal = Journal(db, mailbox_id, Hooks())
+    assert journal.any_passing() is False
+    in_flight = [("state", "pending"), ("state", "moving"), ("state", "deleting"),
+                 ("pending_flags", "+\\Seen|")]
+    for pair, (column, value) in zip([pair_ids[1], pair_ids[2], pair_ids[0], pair_ids[2]],
+                                     in_flight):
+        with db.session() as s, s.begin():
+            s.execute(update(Message).where(Message.folder_pair_id == pair,
+                                            Message.source_uid == 3).values({column: value}))
+        assert journal.any_passing() is True, (column, value)
+        with db.session() as s, s.begin():  # settled again
+            s.execute(update(Message).where(Message.folder_pair_id == pair,
+                                            Message.source_uid == 3).values(
+                state="copied", pending_flags=None))
+        assert journal.any_passing() is False, (column, value)
+    assert Journal(db, other.id, Hooks()).any_passing() is True
+
+
+def test_any_passing_on_sqlite_reads_the_partial_index(tmp_path: Path) -> None:
+    db, mailbox_id, pairs = _state(tmp_path, None)
+    try:
+        _check_any_passing(db, mailbox_id, pairs)
+        compiled = journal_mod._ANY_PASSING.compile(dialect=sqlite.dialect())
+        with db.engine.connect() as conn:
+            params = tuple(mailbox_id if name == "b_mailbox" else compiled.params[name]
+                           for name in compiled.positiontup or ())
+            plan = [row[-1] for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + str(compiled), params)]
+        assert any("USING INDEX ix_message_passing" in step for step in plan), plan
+        assert not any(step.startswith("SCAN message") for step in plan), plan
+    finally:
+        db.dispose()
+
+
+def test_any_passing_on_postgresql(tmp_path: Path, postgres_server: PostgresServer,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    url = postgres_server.new_database(f"j_{uuid.uuid4().hex[:12]}")
+    monkeypatch.setenv("MXSHIFT_DATABASE_URL", url)
+    db, mailbox_id, pairs = _state(tmp_path, url)
+    try:
+        _check_any_passing(db, mailbox_id, pairs)
+        with db.engine.connect() as conn:  # made by the migration, partial
+            definition = conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_message_passing'"
+            ).scalar_one()
+        assert "WHERE" in definition and "pending_flags IS NOT NULL" in definition
     finally:
         db.dispose()

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from mxshift.engine.plan import Known
 from mxshift.state.db import StateDB
 from mxshift.errors import MailboxError
-from mxshift.state.models import Event, Finding, FolderPair, Message, Pass, utcnow
+from mxshift.state.models import PASSING, Event, Finding, FolderPair, Message, Pass, utcnow
 from mxshift.state.prepared import RawTx, executemany, fetch_all
 from mxshift.store.uidset import UidRuns
 
@@ -483,8 +484,7 @@ _FP = FolderPair.__table__
 _ANY_PASSING = select(_M.c.id).select_from(
     _M.join(_FP, _M.c.folder_pair_id == _FP.c.id)).where(
     _FP.c.mailbox_id == bindparam("b_mailbox"),
-    (_M.c.state == "pending") | (_M.c.state == "moving") | (_M.c.state == "deleting")
-    | _M.c.pending_flags.is_not(None)).limit(1)
+    sql_text(f"({PASSING})")).limit(1)  # as the index says it (folder_pair has neither column)
 _BY_ROW = (_M.c.folder_pair_id == bindparam("b_pair")) & (_M.c.source_uid == bindparam("b_uid"))
 _KNOWN = select(_M.c.source_uid, _M.c.destination_uid, _M.c.flags, _M.c.fingerprint,
                 _M.c.state).where(_M.c.folder_pair_id == bindparam("b_pair"))
