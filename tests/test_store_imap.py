@@ -471,3 +471,45 @@ def test_fetch_over_1200_uids_with_gaps(dovecot_src: DovecotServer,
     assert len(list(store.fetch_raw(odd))) == len(odd)
     store.expunge(odd)
     assert sorted(store.uid_flags()) == [u for u in range(1, 1201) if u % 3 == 0]
+
+
+# -- selecting ----------------------------------------------------------------------------------
+def test_a_read_write_select_of_the_selected_folder_is_reused_until_it_may_be_stale(
+        dovecot_src: DovecotServer, open_store: OpenStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SELECT again the folder this connection has selected read-write (as a delta's copy
+    step does after its moves out of it): not sent, the status reused. Sent again after
+    an APPEND to it, another selection or an EXAMINE."""
+    import imaplib
+
+    user, _pw = dovecot_src.new_user()
+    store = open_store(dovecot_src, user)
+    store.create_folder("Other")
+    uids = fill(store, "INBOX", 3)
+    sent: list[bytes] = []
+    real = imaplib.IMAP4.send
+
+    def send(self: imaplib.IMAP4, data: bytes) -> None:  # a spy: the real send follows
+        verb = data.split(None, 2)[1].upper() if data.startswith(self.tagpre) else b""
+        if verb in (b"SELECT", b"EXAMINE"):
+            sent.append(verb)
+        real(self, data)
+
+    monkeypatch.setattr(imaplib.IMAP4, "send", send)
+    first = store.select("INBOX", readonly=False)
+    assert store.move([uids[0]], "Other") is not None
+    again = store.select("INBOX", readonly=False)
+    assert again == first and sent == [b"SELECT"]  # reused after the move out
+    fill(store, "INBOX", 1)
+    after_append = store.select("INBOX", readonly=False)
+    assert sent == [b"SELECT"] * 2
+    assert after_append.uidnext == first.uidnext + 1 and after_append.messages == 3
+    store.select("Other", readonly=False)
+    store.select("INBOX", readonly=False)
+    assert sent == [b"SELECT"] * 4  # another folder in between
+    store.select("INBOX", readonly=True)
+    store.select("INBOX", readonly=True)
+    store.select("INBOX", readonly=False)
+    assert sent == [b"SELECT"] * 4 + [b"EXAMINE"] * 2 + [b"SELECT"]  # read-only: never reused
+    assert store.select("INBOX", readonly=False).messages == 3
+    assert len(sent) == 7  # reused again
