@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -73,23 +74,32 @@ def _check(db: StateDB, mailbox_id: int, pair_ids: list[int]) -> None:
         assert journal.known_of(pair_ids[0], []) == {}
 
 
-def test_reads_by_uid_set_on_sqlite(tmp_path: Path) -> None:
-    db, mailbox_id, pairs = _state(tmp_path, None)
-    try:
-        _check(db, mailbox_id, pairs)
-    finally:
-        db.dispose()
+State = tuple[StateDB, int, list[int]]
 
 
-def test_reads_by_uid_set_on_postgresql(tmp_path: Path, postgres_server: PostgresServer,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def sqlite_state(tmp_path: Path) -> Iterator[State]:
+    state = _state(tmp_path, None)
+    yield state
+    state[0].dispose()
+
+
+@pytest.fixture
+def postgresql_state(tmp_path: Path, postgres_server: PostgresServer,
+                     monkeypatch: pytest.MonkeyPatch) -> Iterator[State]:
     url = postgres_server.new_database(f"j_{uuid.uuid4().hex[:12]}")
     monkeypatch.setenv("MXSHIFT_DATABASE_URL", url)
-    db, mailbox_id, pairs = _state(tmp_path, url)
-    try:
-        _check(db, mailbox_id, pairs)
-    finally:
-        db.dispose()
+    state = _state(tmp_path, url)
+    yield state
+    state[0].dispose()
+
+
+def test_reads_by_uid_set_on_sqlite(sqlite_state: State) -> None:
+    _check(*sqlite_state)
+
+
+def test_reads_by_uid_set_on_postgresql(postgresql_state: State) -> None:
+    _check(*postgresql_state)
 
 
 def _check_any_passing(db: StateDB, mailbox_id: int, pair_ids: list[int]) -> None:
@@ -128,33 +138,23 @@ def _check_any_passing(db: StateDB, mailbox_id: int, pair_ids: list[int]) -> Non
     assert Journal(db, other.id, Hooks()).any_passing() is True
 
 
-def test_any_passing_on_sqlite_reads_the_partial_index(tmp_path: Path) -> None:
-    db, mailbox_id, pairs = _state(tmp_path, None)
-    try:
-        _check_any_passing(db, mailbox_id, pairs)
-        compiled = journal_mod._ANY_PASSING.compile(dialect=sqlite.dialect())
-        with db.engine.connect() as conn:
-            params = tuple(mailbox_id if name == "b_mailbox" else compiled.params[name]
-                           for name in compiled.positiontup or ())
-            plan = [row[-1] for row in conn.exec_driver_sql(
-                "EXPLAIN QUERY PLAN " + str(compiled), params)]
-        assert any("USING INDEX ix_message_passing" in step for step in plan), plan
-        assert not any(step.startswith("SCAN message") for step in plan), plan
-    finally:
-        db.dispose()
+def test_any_passing_on_sqlite_reads_the_partial_index(sqlite_state: State) -> None:
+    db, mailbox_id, _pairs = sqlite_state
+    _check_any_passing(*sqlite_state)
+    compiled = journal_mod._ANY_PASSING.compile(dialect=sqlite.dialect())
+    with db.engine.connect() as conn:
+        params = tuple(mailbox_id if name == "b_mailbox" else compiled.params[name]
+                       for name in compiled.positiontup or ())
+        plan = [row[-1] for row in conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + str(compiled), params)]
+    assert any("USING INDEX ix_message_passing" in step for step in plan), plan
+    assert not any(step.startswith("SCAN message") for step in plan), plan
 
 
-def test_any_passing_on_postgresql(tmp_path: Path, postgres_server: PostgresServer,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    url = postgres_server.new_database(f"j_{uuid.uuid4().hex[:12]}")
-    monkeypatch.setenv("MXSHIFT_DATABASE_URL", url)
-    db, mailbox_id, pairs = _state(tmp_path, url)
-    try:
-        _check_any_passing(db, mailbox_id, pairs)
-        with db.engine.connect() as conn:  # made by the migration, partial
-            definition = conn.exec_driver_sql(
-                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_message_passing'"
-            ).scalar_one()
-        assert "WHERE" in definition and "pending_flags IS NOT NULL" in definition
-    finally:
-        db.dispose()
+def test_any_passing_on_postgresql(postgresql_state: State) -> None:
+    _check_any_passing(*postgresql_state)
+    with postgresql_state[0].engine.connect() as conn:  # made by the migration, partial
+        definition = conn.exec_driver_sql(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_message_passing'"
+        ).scalar_one()
+    assert "WHERE" in definition and "pending_flags IS NOT NULL" in definition
